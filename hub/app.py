@@ -1,0 +1,67 @@
+"""The faust app: built by :func:`build_app` from settings, never at import time.
+
+One app object per worker process. It binds the declared topics (``hub/channels.py``), the tables
+(incident state, delivery ledgers, inbound dedup), and registers the processors from the explicit
+list in ``hub/registry.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from hub.channels import Channels
+from hub.settings import Settings
+
+log = logging.getLogger("switchboard.app")
+
+
+@dataclass
+class Hub:
+    """Everything a worker runs, for the CLI and the tests to reach."""
+
+    settings: Settings
+    app: faust.App
+    channels: Channels
+    routing: Any
+    tables: dict[str, Any] = field(default_factory=dict)
+    pipelines: dict[str, Any] = field(default_factory=dict)
+    closers: list[Any] = field(default_factory=list)
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip())
+
+
+def build_app(settings: Settings, routing: Any | None = None) -> Hub:
+    from hub.registry import register_all
+    from hub.routing import load_routing
+
+    if routing is None:
+        routing = load_routing(settings.routing_file)
+    k = settings.kafka
+    app = faust.App(
+        f"{k.topic_prefix}{settings.app_id}",
+        broker=_broker_url(k.bootstrap_servers),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=bool(settings.worker_web_port),
+        web_port=settings.worker_web_port or 6066,
+        web_host="127.0.0.1",
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+        autodiscover=False,
+    )
+    hub = Hub(settings=settings, app=app, channels=Channels(app, settings), routing=routing)
+    register_all(hub)
+    return hub

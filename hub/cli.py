@@ -1,0 +1,177 @@
+"""``switchboard`` — the one command-line entry point.
+
+    switchboard worker              run the stream processors and delivery (faust worker)
+    switchboard receiver            run the webhook receiver
+    switchboard broker start|stop|status|logs   a local single-node Kafka (Maven-fetched)
+    switchboard sandbox             run the fake Slack / PagerDuty / Jira servers
+    switchboard demo [--once]       everything above, plus a scripted incident scenario
+    switchboard check-config        validate settings and the routing file, name the bad key
+    switchboard topics              create the declared topics, print them
+    switchboard replay              put dead letters back on their source topics
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+
+def _settings(args):
+    from hub.settings import ConfigError, load_settings
+
+    try:
+        return load_settings(getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"switchboard: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def check_config(settings) -> list[str]:
+    """Problems that stop the hub from doing its job, each naming the key to fix."""
+    from hub.routing import load_routing
+    from hub.routing.loader import RoutingConfigError
+
+    problems = []
+    try:
+        routing = load_routing(settings.routing_file)
+    except (RoutingConfigError, OSError) as exc:
+        return [f"routing_file ({settings.routing_file}): {exc}"]
+    services = {svc for r in routing.receivers.values() for svc in r.pagerduty_services} if isinstance(routing.receivers, dict) else {
+        svc for r in routing.receivers for svc in r.pagerduty_services}
+    channels = {ch for r in (routing.receivers.values() if isinstance(routing.receivers, dict) else routing.receivers) for ch in r.slack_channels}
+    if not settings.pagerduty.dry_run:
+        for svc in sorted(services - set(settings.pagerduty.services)):
+            problems.append(f"pagerduty.services.{svc}: the routing file pages service {svc!r} but no routing key is set "
+                            f"(SWITCHBOARD_PAGERDUTY__SERVICES__{svc.upper()}), or set pagerduty.dry_run")
+    if channels and settings.slack.bot_token is None and not settings.slack.dry_run:
+        problems.append("slack.bot_token: the routing file posts to Slack but no bot token is set (SWITCHBOARD_SLACK__BOT_TOKEN), or set slack.dry_run")
+    return problems
+
+
+def cmd_check_config(args) -> int:
+    settings = _settings(args)
+    problems = check_config(settings)
+    for p in problems:
+        print(f"switchboard: configuration error: {p}", file=sys.stderr)
+    if not problems:
+        print(f"configuration OK (routing file {settings.routing_file}, Kafka {settings.kafka.bootstrap_servers})")
+    return 1 if problems else 0
+
+
+def cmd_worker(args) -> int:
+    import faust  # noqa: F401 - imported here so that other commands start fast
+
+    from hub.app import build_app
+    from hub.kafka_admin import ensure_topics
+    from hub.logs import setup_logging
+
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+    problems = check_config(settings)
+    if problems:
+        for p in problems:
+            print(f"switchboard: configuration error: {p}", file=sys.stderr)
+        return 2
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    k = settings.kafka
+    loop.run_until_complete(ensure_topics(k.bootstrap_servers, k.topic_prefix, k.partitions, k.replication_factor))
+    hub = build_app(settings)
+    log = logging.getLogger("switchboard.worker")
+
+    @hub.app.on_rebalance_complete.connect
+    async def _ready(sender, **kwargs):
+        log.info("worker.ready")
+        print("worker.ready", flush=True)
+
+    from faust.worker import Worker
+
+    worker = Worker(hub.app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_receiver(args) -> int:
+    from hub.logs import setup_logging
+    from hub.receiver import serve
+
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_topics(args) -> int:
+    from hub.kafka_admin import ensure_topics
+
+    settings = _settings(args)
+    k = settings.kafka
+    created = asyncio.run(ensure_topics(k.bootstrap_servers, k.topic_prefix, k.partitions, k.replication_factor))
+    for name, parts in created.items():
+        print(f"{name}\t{parts} partitions")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from hub.replay import replay
+
+    settings = _settings(args)
+    n = asyncio.run(replay(settings, stage=args.stage, limit=args.limit, dry_run=args.dry_run))
+    print(f"{'would replay' if args.dry_run else 'replayed'} {n} dead letter(s)")
+    return 0
+
+
+def cmd_broker(args, rest) -> int:
+    from hub.broker import main as broker_main
+
+    return broker_main(rest) or 0
+
+
+def cmd_sandbox(args, rest) -> int:
+    from sandbox.__main__ import main as sandbox_main
+
+    return sandbox_main(rest) or 0
+
+
+def cmd_demo(args) -> int:
+    from hub.demo import run_demo
+
+    return run_demo(once=args.once)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description="Event-driven integration hub.")
+    parser.add_argument("--config", help="YAML settings file (else SWITCHBOARD_CONFIG, then environment only)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run the stream processors and delivery pipelines")
+    sub.add_parser("receiver", help="run the webhook receiver")
+    sub.add_parser("check-config", help="validate settings and the routing file")
+    sub.add_parser("topics", help="create the declared topics and list them")
+    p = sub.add_parser("replay", help="put dead letters back on their source topic")
+    p.add_argument("--stage", help="only dead letters of this stage, e.g. deliver.slack")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--dry-run", action="store_true")
+    p = sub.add_parser("demo", help="run broker, hub and fakes with a scripted incident scenario")
+    p.add_argument("--once", action="store_true", help="run the scenario, print a summary, exit 0 only if every effect was seen")
+    sub.add_parser("broker", help="local Kafka broker: start|stop|status|logs", add_help=False)
+    sub.add_parser("sandbox", help="run the fake SaaS servers", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "broker":
+        return cmd_broker(args, rest)
+    if args.command == "sandbox":
+        return cmd_sandbox(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return {
+        "worker": cmd_worker, "receiver": cmd_receiver, "check-config": cmd_check_config,
+        "topics": cmd_topics, "replay": cmd_replay, "demo": cmd_demo,
+    }[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Faust agents of the delivery pipeline: one per vendor action topic, one per retry tier."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from hub.channels import loads
+from hub.delivery.pipeline import DeliveryPipeline
+from hub.delivery.retry import RetryPolicy
+from hub.processors.common import TableRow, dead_letter
+
+log = logging.getLogger("switchboard.delivery")
+
+
+def policy_from(hub) -> RetryPolicy:
+    d = hub.settings.delivery
+    return RetryPolicy(inplace_attempts=d.inplace_attempts, max_inplace_wait_s=d.max_inplace_wait_s,
+                       backoff_s=d.backoff_s, tier_delays_s=hub.channels.retry_delays_s)
+
+
+def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipeline:
+    app, channels = hub.app, hub.channels
+    ledger = app.Table(f"ledger-{vendor}", default=None, key_type=str, key_serializer="json", value_serializer="json",
+                       partitions=hub.settings.kafka.partitions)
+    hub.tables[f"ledger-{vendor}"] = ledger
+    pipeline = DeliveryPipeline(converger, topic=topic, policy=policy_from(hub), tier_topics=channels.retry_tiers, send=channels.send)
+    hub.pipelines[vendor] = pipeline
+
+    @app.agent(channels[topic], name=f"deliver-{vendor}")
+    async def deliver(stream):
+        async for key, raw in stream.items():
+            try:
+                action = loads(raw)
+                await pipeline.handle(action, TableRow(ledger, action["key"], app))
+            except Exception as exc:  # unreadable action: dead-letter it, keep going
+                log.exception(f"{vendor}.delivery.bad-action")
+                await dead_letter(channels, stage=f"deliver.{vendor}", source_topic=topic, key=key, raw=raw,
+                                  reason=f"{type(exc).__name__}: {exc}", error_code="internal")
+
+    return pipeline
+
+
+def register_retry_tiers(hub) -> None:
+    """Each tier is a FIFO with one delay: wait for the head's not-before time, then re-send it."""
+    app, channels = hub.app, hub.channels
+    for tier in channels.retry_tiers:
+
+        @app.agent(channels[tier], name=f"retry-{tier}")
+        async def retry(stream, tier=tier):
+            async for key, raw in stream.items():
+                try:
+                    parked = loads(raw)
+                    wait = parked["not_before_ms"] / 1000 - time.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    await channels.send(parked["topic"], parked["key"], parked["action"])
+                except Exception as exc:
+                    log.exception("retry.bad-record")
+                    await dead_letter(channels, stage=f"retry.{tier}", source_topic=tier, key=key, raw=raw,
+                                      reason=f"{type(exc).__name__}: {exc}", error_code="internal")

@@ -1,0 +1,65 @@
+"""Normalize: inbound webhook envelopes → canonical tracker events (or the dead-letter topic).
+
+Jira retries a delivery on 408/409/425/429/5xx and timeouts, up to about 30 minutes later, with the
+same ``X-Atlassian-Webhook-Identifier``. The receiver drops fast retries from memory; this agent
+drops the rest durably: the last delivery ids of each issue live in a table keyed by issue id
+(bounded per issue, and on the same partition as the issue's events).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from connectors.errors import MappingError
+from connectors.jira.mapping import to_tracker_event
+from hub.channels import loads
+from hub.processors.common import dead_letter
+from schemas import SchemaError, validate
+
+log = logging.getLogger("switchboard.normalize")
+
+MAX_DELIVERIES_PER_ISSUE = 64
+
+
+def register(hub) -> None:
+    app, channels = hub.app, hub.channels
+    seen = app.Table("jira-deliveries", default=None, key_type=str, key_serializer="json", value_serializer="json",
+                     partitions=hub.settings.kafka.partitions)
+    hub.tables["jira-deliveries"] = seen
+    stats = hub.pipelines.setdefault("normalize", {"in": 0, "out": 0, "duplicate": 0, "dead": 0})
+
+    async def handle(key: bytes | None, raw: bytes) -> None:
+        stats["in"] += 1
+        try:
+            envelope = loads(raw)
+            validate("inbound.v1", envelope)
+            event = to_tracker_event(envelope)
+            validate("tracker_event.v1", event)
+        except (MappingError, SchemaError, ValueError, TypeError) as exc:
+            stats["dead"] += 1
+            code = getattr(exc, "code", None) or ("schema" if isinstance(exc, SchemaError) else "parse")
+            await dead_letter(channels, stage="normalize.jira", source_topic="inbound.jira", key=key, raw=raw,
+                              reason=f"{type(exc).__name__}: {exc}", error_code=code)
+            return
+        issue_id = event["issue"]["id"]
+        delivery_id = envelope.get("delivery_id")
+        if delivery_id:
+            recent = seen.get(issue_id) or []
+            if delivery_id in recent:
+                stats["duplicate"] += 1
+                log.info("jira.delivery.duplicate", extra={"delivery_id": delivery_id, "issue_id": issue_id})
+                return
+            seen[issue_id] = (recent + [delivery_id])[-MAX_DELIVERIES_PER_ISSUE:]
+        await channels.send("events.tracker", issue_id, event)
+        stats["out"] += 1
+
+    @app.agent(channels["inbound.jira"], name="normalize-jira")
+    async def normalize_jira(stream):
+        async for key, raw in stream.items():
+            try:
+                await handle(key, raw)
+            except Exception as exc:  # a bug: dead-letter and keep the partition moving
+                log.exception("normalize.crashed")
+                await dead_letter(channels, stage="normalize.jira", source_topic="inbound.jira", key=key, raw=raw,
+                                  reason=f"internal error: {type(exc).__name__}: {exc}", error_code="internal")

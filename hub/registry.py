@@ -1,0 +1,30 @@
+"""The explicit list of what a worker runs. Adding a connector means adding it here, nowhere else."""
+
+from __future__ import annotations
+
+
+def register_all(hub) -> None:
+    from connectors.pagerduty.actions import PagerDutyConverger
+    from connectors.pagerduty.client import PagerDutyEvents
+    from connectors.slack.actions import SlackConverger
+    from connectors.slack.client import SlackClient
+    from hub.delivery.agents import register_retry_tiers, register_vendor
+    from hub.processors import incidents, normalize
+
+    s = hub.settings
+    # inbound
+    normalize.register(hub)
+    # processors
+    incidents.register(hub)
+    # outbound: clients are created here but connect lazily, on the first call
+    slack_client = None
+    if s.slack.bot_token is not None and not s.slack.dry_run:
+        slack_client = SlackClient(s.slack.bot_token.get_secret_value(), base_url=s.slack.base_url, timeout_s=s.delivery.request_timeout_s)
+        hub.closers.append(slack_client.close)
+    register_vendor(hub, vendor="slack", topic="actions.slack", converger=SlackConverger(slack_client, dry_run=s.slack.dry_run))
+    pd_events = None
+    if not s.pagerduty.dry_run:
+        pd_events = PagerDutyEvents({name: key.get_secret_value() for name, key in s.pagerduty.services.items()},
+                                    base_url=s.pagerduty.events_url, timeout_s=s.delivery.request_timeout_s)
+    register_vendor(hub, vendor="pagerduty", topic="actions.pagerduty", converger=PagerDutyConverger(pd_events, dry_run=s.pagerduty.dry_run))
+    register_retry_tiers(hub)

@@ -1,0 +1,184 @@
+"""Typed, validated, secret-aware settings.
+
+Sources, highest priority first: environment variables (``SWITCHBOARD_…``, nested with ``__``,
+e.g. ``SWITCHBOARD_SLACK__BOT_TOKEN``), then the YAML file named by ``SWITCHBOARD_CONFIG``
+(or ``--config``), then the defaults below. ``KAFKA_BOOTSTRAP_SERVERS`` is honoured as a shortcut
+for ``SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS``.
+
+Secrets are ``SecretStr``: they print as ``**********`` and only ``get_secret_value()`` at the
+point of use reveals them. ``switchboard check-config`` loads everything here and names the first
+bad key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+DEFAULT_ROUTING_FILE = Path(__file__).parent / "config" / "routing.example.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: prefix of every topic name (and of the consumer group), so several hubs can share a cluster
+    topic_prefix: str = "switchboard."
+    #: partitions of every keyed topic and of the faust changelog topics
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=16)
+    #: seconds to wait for the broker's acknowledgement before a webhook is answered 503
+    produce_timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9._-]*", v):
+            raise ValueError("may contain only letters, digits, '.', '_' and '-' (Kafka topic name rules)")
+        return v
+
+
+class JiraSettings(_Section):
+    #: base URL of the Jira site, e.g. https://example.atlassian.net (for links and the REST client)
+    site_url: str | None = None
+    #: the secret entered when the admin webhook was registered; when unset, signatures are not checked
+    webhook_secret: SecretStr | None = None
+    #: refuse webhook bodies above this size with 413, before reading them
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    #: refuse unsigned deliveries even when no secret is set (production setting)
+    require_signature: bool = False
+
+    @model_validator(mode="after")
+    def _signed(self) -> "JiraSettings":
+        if self.require_signature and self.webhook_secret is None:
+            raise ValueError("require_signature is true but webhook_secret is not set")
+        return self
+
+
+class SlackSettings(_Section):
+    bot_token: SecretStr | None = None
+    base_url: str = "https://slack.com/api/"
+    #: dry run: actions are recorded on the results topic instead of being sent
+    dry_run: bool = False
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("xoxb-", "xoxp-")):
+            raise ValueError("must be a Slack bot (xoxb-…) or user (xoxp-…) token")
+        return v
+
+
+class PagerDutySettings(_Section):
+    events_url: str = "https://events.pagerduty.com"
+    #: service name (as used in the routing file) → Events API v2 integration (routing) key
+    services: dict[str, SecretStr] = Field(default_factory=dict)
+    dry_run: bool = False
+
+    @field_validator("services")
+    @classmethod
+    def _keys(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, key in v.items():
+            if len(key.get_secret_value()) != 32:
+                raise ValueError(f"routing key of service {name!r} must be 32 characters (an Events API v2 integration key)")
+        return v
+
+
+class DeliverySettings(_Section):
+    #: attempts made in place (blocking the partition briefly) before the action moves to the retry topic
+    inplace_attempts: int = Field(3, ge=1, le=10)
+    #: longest wait in place, seconds; a longer Retry-After moves the action to the retry topic at once
+    max_inplace_wait_s: float = Field(10.0, ge=0)
+    #: back-off before the first in-place retry when the vendor gave no Retry-After, doubling each time
+    backoff_s: float = Field(0.5, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0)
+
+
+class ReceiverSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: how many recent delivery ids the receiver remembers to drop Jira's retries early
+    dedup_cache_size: int = Field(10_000, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    app_id: str = "switchboard"
+    #: local state (RocksDB stores of the faust tables); rebuilt from Kafka when lost
+    data_dir: Path = Path(".switchboard/data")
+    #: the routing file (incidents, channels, receivers, routing tree)
+    routing_file: Path = DEFAULT_ROUTING_FILE
+    #: faust table store: "rocksdb://" (rocksdict, durable local cache) or "memory://"
+    store: str = "rocksdb://"
+    #: faust's own web server port for the worker (0: disabled)
+    worker_web_port: int = 0
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    jira: JiraSettings = JiraSettings()
+    slack: SlackSettings = SlackSettings()
+    pagerduty: PagerDutySettings = PagerDutySettings()
+    delivery: DeliverySettings = DeliverySettings()
+    receiver: ReceiverSettings = ReceiverSettings()
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if v not in ("rocksdb://", "memory://"):
+            raise ValueError("must be 'rocksdb://' or 'memory://'")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("SWITCHBOARD_CONFIG")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid. The message names the key and says what to do."""
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate the settings; raise :class:`ConfigError` naming the first bad key."""
+    from pydantic import ValidationError
+
+    if config_file is not None:
+        os.environ["SWITCHBOARD_CONFIG"] = str(config_file)
+    if (path := os.environ.get("SWITCHBOARD_CONFIG")) and not Path(path).is_file():
+        raise ConfigError(f"SWITCHBOARD_CONFIG: no such file {path!r}")
+    kafka_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if kafka_env and "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
+        overrides.setdefault("kafka", {})
+        if isinstance(overrides["kafka"], dict):
+            overrides["kafka"].setdefault("bootstrap_servers", kafka_env)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(settings)"
+        env = "SWITCHBOARD_" + "__".join(str(p).upper() for p in first["loc"])
+        # pydantic's message, never the input value (it may be a secret)
+        raise ConfigError(f"{key}: {first['msg']} (set it in the config file or as {env})") from None

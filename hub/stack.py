@@ -1,0 +1,140 @@
+"""Run the hub's processes locally: the receiver and the worker as child processes.
+
+Used by ``switchboard demo``, the integration tests and the benchmark, so that all three run the
+hub exactly as a user does (``switchboard receiver`` / ``switchboard worker``), on a real broker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hub_env(*, bootstrap: str, prefix: str, data_dir: Path, receiver_port: int, slack_url: str | None = None,
+            pagerduty_url: str | None = None, jira_secret: str | None = None, slack_token: str | None = None,
+            pagerduty_services: dict[str, str] | None = None, routing_file: Path | None = None,
+            extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables configuring one hub (see hub/settings.py for every key)."""
+    env = {
+        "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "SWITCHBOARD_KAFKA__TOPIC_PREFIX": prefix,
+        "SWITCHBOARD_DATA_DIR": str(data_dir),
+        "SWITCHBOARD_RECEIVER__PORT": str(receiver_port),
+    }
+    if slack_url:
+        env["SWITCHBOARD_SLACK__BASE_URL"] = slack_url.rstrip("/") + "/api/"
+    if slack_token:
+        env["SWITCHBOARD_SLACK__BOT_TOKEN"] = slack_token
+    if pagerduty_url:
+        env["SWITCHBOARD_PAGERDUTY__EVENTS_URL"] = pagerduty_url
+    for name, key in (pagerduty_services or {}).items():
+        env[f"SWITCHBOARD_PAGERDUTY__SERVICES__{name.upper()}"] = key
+    if jira_secret:
+        env["SWITCHBOARD_JIRA__WEBHOOK_SECRET"] = jira_secret
+    if routing_file:
+        env["SWITCHBOARD_ROUTING_FILE"] = str(routing_file)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class HubProcesses:
+    env: dict[str, str]
+    log_dir: Path
+    receiver_port: int
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _logs: list = field(default_factory=list)
+
+    def _spawn(self, role: str) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{role}.log", "ab")
+        self._logs.append(log)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+        env.update(self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", role], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs[role] = proc
+        return proc
+
+    @property
+    def receiver_url(self) -> str:
+        return f"http://127.0.0.1:{self.receiver_port}"
+
+    def start_receiver(self, timeout: float = 60.0) -> None:
+        self._spawn("receiver")
+        self.wait_http(f"{self.receiver_url}/health", timeout, role="receiver")
+
+    def start_worker(self, timeout: float = 90.0) -> None:
+        """Start the worker and wait until faust says it is ready (partitions assigned)."""
+        log_path = self.log_dir / "worker.log"
+        start_at = log_path.stat().st_size if log_path.exists() else 0
+        proc = self._spawn("worker")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}; last lines:\n{self.tail('worker')}")
+            with open(log_path, "rb") as f:
+                f.seek(start_at)
+                if b"worker.ready" in f.read():
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s; last lines:\n{self.tail('worker')}")
+
+    def wait_http(self, url: str, timeout: float, role: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs.get(role)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{role} exited with {proc.returncode}; last lines:\n{self.tail(role)}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{role} not answering {url} after {timeout}s; last lines:\n{self.tail(role)}")
+
+    def kill(self, role: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.get(role)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=30)
+
+    def stop(self, role: str, timeout: float = 30.0) -> None:
+        proc = self.procs.get(role)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for role in list(self.procs):
+            self.stop(role)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def tail(self, role: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{role}.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
