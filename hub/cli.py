@@ -38,9 +38,8 @@ def check_config(settings) -> list[str]:
         routing = load_routing(settings.routing_file)
     except (RoutingConfigError, OSError) as exc:
         return [f"routing_file ({settings.routing_file}): {exc}"]
-    services = {svc for r in routing.receivers.values() for svc in r.pagerduty_services} if isinstance(routing.receivers, dict) else {
-        svc for r in routing.receivers for svc in r.pagerduty_services}
-    channels = {ch for r in (routing.receivers.values() if isinstance(routing.receivers, dict) else routing.receivers) for ch in r.slack_channels}
+    services = {svc for r in routing.receivers.values() for svc in r.pagerduty_services}
+    channels = {ch for r in routing.receivers.values() for ch in r.slack_channels}
     if not settings.pagerduty.dry_run:
         for svc in sorted(services - set(settings.pagerduty.services)):
             problems.append(f"pagerduty.services.{svc}: the routing file pages service {svc!r} but no routing key is set "
