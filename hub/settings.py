@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from connectors.jira.settings import JiraSettings
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 DEFAULT_ROUTING_FILE = Path(__file__).parent / "config" / "routing.example.yaml"
@@ -44,23 +45,6 @@ class KafkaSettings(_Section):
         if not re.fullmatch(r"[A-Za-z0-9._-]*", v):
             raise ValueError("may contain only letters, digits, '.', '_' and '-' (Kafka topic name rules)")
         return v
-
-
-class JiraSettings(_Section):
-    #: base URL of the Jira site, e.g. https://example.atlassian.net (for links and the REST client)
-    site_url: str | None = None
-    #: the secret entered when the admin webhook was registered; when unset, signatures are not checked
-    webhook_secret: SecretStr | None = None
-    #: refuse webhook bodies above this size with 413, before reading them
-    max_body_bytes: int = Field(1_048_576, ge=1024)
-    #: refuse unsigned deliveries even when no secret is set (production setting)
-    require_signature: bool = False
-
-    @model_validator(mode="after")
-    def _signed(self) -> "JiraSettings":
-        if self.require_signature and self.webhook_secret is None:
-            raise ValueError("require_signature is true but webhook_secret is not set")
-        return self
 
 
 class SlackSettings(_Section):

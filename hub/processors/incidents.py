@@ -92,7 +92,9 @@ def decide(cfg: Any, state: dict[str, Any] | None, event: dict[str, Any]) -> tup
     prev_status = (state or {}).get("issue", {}).get("status") if state else None
 
     # status transitions, from the changelog when there is one (also for stale events: order them)
-    status_changes = [c for c in event.get("changes") or [] if c.get("field") == "status"]
+    # (Jira names the field "status" or "Status"; a created event lists "None → To Do": no transition)
+    status_changes = [c for c in event.get("changes") or []
+                      if str(c.get("field") or "").lower() == "status" and event.get("kind") != "issue_created"]
     actor = (event.get("actor") or {}).get("display_name")
     for i, change in enumerate(status_changes):
         tid = f"{event_id}:{i}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from connectors.errors import MappingError
+from connectors.errors import MappingError, UnsupportedEvent
 from connectors.jira.mapping import to_tracker_event
 from hub.channels import loads
 from hub.processors.common import dead_letter
@@ -36,6 +36,8 @@ def register(hub) -> None:
             validate("inbound.v1", envelope)
             event = to_tracker_event(envelope)
             validate("tracker_event.v1", event)
+        except UnsupportedEvent:
+            return  # the receiver filters these; one that slips through is ignored, as documented
         except (MappingError, SchemaError, ValueError, TypeError) as exc:
             stats["dead"] += 1
             code = getattr(exc, "code", None) or ("schema" if isinstance(exc, SchemaError) else "parse")
