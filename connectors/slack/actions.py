@@ -57,8 +57,7 @@ class SlackConverger:
         row["replies"] = dict(row.get("replies") or {})
         if version < row["version"]:
             return Outcome("skipped", detail=f"stale snapshot v{version} < delivered v{row['version']}")
-        if self.dry_run:
-            state.put({**row, "version": max(version, row["version"])})
+        if self.dry_run:  # the ledger stays as it is: going live later delivers the real state
             return Outcome("dry_run", detail=f"would converge {action['channel']} to v{version}")
         client = self.client
         assert client is not None

@@ -9,7 +9,7 @@ import time
 from hub.channels import loads
 from hub.delivery.pipeline import DeliveryPipeline
 from hub.delivery.retry import RetryPolicy
-from hub.processors.common import TableRow, dead_letter
+from hub.processors.common import TableRow, dead_letter, json_table
 
 log = logging.getLogger("switchboard.delivery")
 
@@ -22,9 +22,7 @@ def policy_from(hub) -> RetryPolicy:
 
 def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipeline:
     app, channels = hub.app, hub.channels
-    ledger = app.Table(f"ledger-{vendor}", default=None, key_type=str, key_serializer="json", value_serializer="json",
-                       partitions=hub.settings.kafka.partitions)
-    hub.tables[f"ledger-{vendor}"] = ledger
+    ledger = json_table(hub, f"ledger-{vendor}")
     pipeline = DeliveryPipeline(converger, topic=topic, policy=policy_from(hub), tier_topics=channels.retry_tiers, send=channels.send)
     hub.pipelines[vendor] = pipeline
 

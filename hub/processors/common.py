@@ -48,3 +48,15 @@ class TableRow:
     async def persist(self) -> None:
         # the changelog write of every put so far is in the producer: wait for Kafka's ack
         await self._app.producer.flush()
+
+
+def json_table(hub: Any, name: str) -> Any:
+    """A faust table with JSON keys and values, partitioned like the keyed topics."""
+    import faust
+
+    table = hub.app.Table(
+        name, default=None, partitions=hub.settings.kafka.partitions,
+        schema=faust.Schema(key_type=str, value_type=None, key_serializer="json", value_serializer="json"),
+    )
+    hub.tables[name] = table
+    return table

@@ -217,12 +217,10 @@ def register(hub) -> None:
     import time
 
     from hub.channels import loads
-    from hub.processors.common import dead_letter
+    from hub.processors.common import dead_letter, json_table
 
     app, channels, cfg = hub.app, hub.channels, hub.routing
-    table = app.Table("incidents", default=None, key_type=str, key_serializer="json", value_serializer="json",
-                      partitions=hub.settings.kafka.partitions)
-    hub.tables["incidents"] = table
+    table = json_table(hub, "incidents")
     stats = hub.pipelines.setdefault("incidents", {"in": 0, "emitted": 0, "dead": 0})
 
     async def handle(key: bytes | None, raw: bytes) -> None:

@@ -14,7 +14,7 @@ import time
 from connectors.errors import MappingError, UnsupportedEvent
 from connectors.jira.mapping import to_tracker_event
 from hub.channels import loads
-from hub.processors.common import dead_letter
+from hub.processors.common import dead_letter, json_table
 from schemas import SchemaError, validate
 
 log = logging.getLogger("switchboard.normalize")
@@ -24,9 +24,7 @@ MAX_DELIVERIES_PER_ISSUE = 64
 
 def register(hub) -> None:
     app, channels = hub.app, hub.channels
-    seen = app.Table("jira-deliveries", default=None, key_type=str, key_serializer="json", value_serializer="json",
-                     partitions=hub.settings.kafka.partitions)
-    hub.tables["jira-deliveries"] = seen
+    seen = json_table(hub, "jira-deliveries")
     stats = hub.pipelines.setdefault("normalize", {"in": 0, "out": 0, "duplicate": 0, "dead": 0})
 
     async def handle(key: bytes | None, raw: bytes) -> None:
