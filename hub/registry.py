@@ -12,6 +12,11 @@ def register_all(hub) -> None:
     from hub.processors import incidents, normalize
 
     s = hub.settings
+    ssl_context = None
+    if s.tls_ca_file is not None:
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=str(s.tls_ca_file))
     # inbound
     normalize.register(hub)
     # processors
@@ -19,12 +24,13 @@ def register_all(hub) -> None:
     # outbound: clients are created here but connect lazily, on the first call
     slack_client = None
     if s.slack.bot_token is not None and not s.slack.dry_run:
-        slack_client = SlackClient(s.slack.bot_token.get_secret_value(), base_url=s.slack.base_url, timeout_s=s.delivery.request_timeout_s)
+        slack_client = SlackClient(s.slack.bot_token.get_secret_value(), base_url=s.slack.base_url, timeout_s=s.delivery.request_timeout_s, ssl_context=ssl_context)
         hub.closers.append(slack_client.close)
     register_vendor(hub, vendor="slack", topic="actions.slack", converger=SlackConverger(slack_client, dry_run=s.slack.dry_run))
     pd_events = None
     if not s.pagerduty.dry_run:
         pd_events = PagerDutyEvents({name: key.get_secret_value() for name, key in s.pagerduty.services.items()},
-                                    base_url=s.pagerduty.events_url, timeout_s=s.delivery.request_timeout_s)
+                                    base_url=s.pagerduty.events_url, timeout_s=s.delivery.request_timeout_s,
+                                    ssl_context=ssl_context)
     register_vendor(hub, vendor="pagerduty", topic="actions.pagerduty", converger=PagerDutyConverger(pd_events, dry_run=s.pagerduty.dry_run))
     register_retry_tiers(hub)

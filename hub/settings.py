@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     #: faust's own web server port for the worker (0: disabled)
     worker_web_port: int = 0
     log_level: str = "INFO"
+    #: an extra CA bundle (PEM) trusted for outbound HTTPS: a corporate proxy's, or the sandbox's
+    tls_ca_file: Path | None = None
     kafka: KafkaSettings = KafkaSettings()
     jira: JiraSettings = JiraSettings()
     slack: SlackSettings = SlackSettings()

@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def hub_env(*, bootstrap: str, prefix: str, data_dir: Path, receiver_port: int, slack_url: str | None = None,
             pagerduty_url: str | None = None, jira_secret: str | None = None, slack_token: str | None = None,
-            pagerduty_services: dict[str, str] | None = None, routing_file: Path | None = None,
+            pagerduty_services: dict[str, str] | None = None, routing_file: Path | None = None, ca_file: Path | None = None,
             extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment variables configuring one hub (see hub/settings.py for every key)."""
     env = {
@@ -46,6 +46,8 @@ def hub_env(*, bootstrap: str, prefix: str, data_dir: Path, receiver_port: int, 
         env["SWITCHBOARD_JIRA__WEBHOOK_SECRET"] = jira_secret
     if routing_file:
         env["SWITCHBOARD_ROUTING_FILE"] = str(routing_file)
+    if ca_file:
+        env["SWITCHBOARD_TLS_CA_FILE"] = str(ca_file)
     env.update(extra or {})
     return env
 

@@ -71,8 +71,10 @@ def _errors(body: str) -> str:
 class PagerDutyEvents:
     """Send trigger/acknowledge/resolve for a named service. Routing keys never leave this object."""
 
-    def __init__(self, routing_keys: dict[str, str], *, base_url: str = "https://events.pagerduty.com", timeout_s: float = 10.0, threads: int = 4) -> None:
+    def __init__(self, routing_keys: dict[str, str], *, base_url: str = "https://events.pagerduty.com", timeout_s: float = 10.0,
+                 threads: int = 4, ssl_context=None) -> None:
         self._keys = routing_keys
+        self._verify = ssl_context if ssl_context is not None else True
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_s
         self._clients: dict[str, _OneAttemptClient] = {}
@@ -87,7 +89,8 @@ class PagerDutyEvents:
             key = self._keys.get(service)
             if key is None:
                 raise FatalError(f"pagerduty: no routing key configured for service {service!r} (settings pagerduty.services.{service})", code="pagerduty.unknown_service")
-            client = _OneAttemptClient(key, base_url=self._base_url)
+            # the library refuses any base URL that is not https://
+            client = _OneAttemptClient(key, base_url=self._base_url, verify=self._verify)
             client.timeout = self._timeout
             self._clients[service] = client
         return client

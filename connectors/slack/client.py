@@ -61,10 +61,12 @@ def _retry_after(resp: Any) -> float | None:
 class SlackClient:
     """The few Web API methods the hub uses, each raising only :mod:`connectors.errors` types."""
 
-    def __init__(self, token: str, base_url: str = "https://slack.com/api/", timeout_s: float = 10.0) -> None:
+    def __init__(self, token: str, base_url: str = "https://slack.com/api/", timeout_s: float = 10.0, ssl_context=None) -> None:
         if not base_url.endswith("/"):
             base_url += "/"
-        self._web = AsyncWebClient(token=token, base_url=base_url, timeout=int(max(1, timeout_s)))
+        # retry_handlers=[]: slack_sdk's default handler re-sends a request whose connection dropped,
+        # which posts a message twice when Slack had accepted it. Retries are the pipeline's job.
+        self._web = AsyncWebClient(token=token, base_url=base_url, timeout=int(max(1, timeout_s)), ssl=ssl_context, retry_handlers=[])
         self._channel_ids: dict[str, str] = {}
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
