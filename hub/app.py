@@ -59,6 +59,9 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         broker_commit_interval=1.0,
+        broker_session_timeout=k.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, k.session_timeout_s / 5),
+        broker_rebalance_timeout=max(k.session_timeout_s, 20.0),
         table_standby_replicas=0,
         autodiscover=False,
     )

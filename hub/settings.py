@@ -34,6 +34,9 @@ class KafkaSettings(_Section):
     #: partitions of every keyed topic and of the faust changelog topics
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=16)
+    #: a worker that stops heartbeating loses its partitions after this long (its survivor, or its
+    #: restarted self, takes over then): short enough for fast failover, long enough for GC pauses
+    session_timeout_s: float = Field(10.0, ge=6.0, le=300.0)
     #: seconds to wait for the broker's acknowledgement before a webhook is answered 503
     produce_timeout_s: float = Field(10.0, gt=0)
 
