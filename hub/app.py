@@ -43,6 +43,7 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
     if routing is None:
         routing = load_routing(settings.routing_file)
     k = settings.kafka
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{k.topic_prefix}{settings.app_id}",
         broker=_broker_url(k.bootstrap_servers),

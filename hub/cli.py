@@ -128,7 +128,7 @@ def cmd_replay(args) -> int:
 def cmd_broker(args, rest) -> int:
     from hub.broker import main as broker_main
 
-    return broker_main(rest) or 0
+    return broker_main(rest, prog="switchboard broker") or 0
 
 
 def cmd_sandbox(args, rest) -> int:
