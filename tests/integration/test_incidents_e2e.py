@@ -173,3 +173,37 @@ async def test_worker_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(st
     texts = [m.text for m in top_messages(stack, "incidents")]
     assert len(texts) == n, f"{len(texts) - n} duplicate Slack posts"
     print(f"\nworker restart: all {n} incidents delivered {recovery:.1f}s after the restart began")
+
+
+async def test_secrets_never_reach_topics_logs_or_responses(stack):
+    """Every secret of the stack is a canary value: none may appear anywhere the hub writes."""
+    status, body = await stack.sender.send(issue_created(10041, "OPS-41", "OPS", "Canary check", priority="Highest"))
+    forged_status, forged_body = await JiraWebhookSender(stack.sender.target_url, "wrong").send(
+        issue_created(10042, "OPS-42", "OPS", "x", priority="Highest"))
+    await eventually(lambda: pd_events(stack, "trigger", DEDUP.format(10041)) and top_messages(stack, "incidents"), what="effects")
+    await asyncio.sleep(1.5)
+    canaries = [JIRA_SECRET, SLACK_TOKEN, PD_KEY]
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen = 0
+    try:
+        topics = [t for t in await consumer.topics() if t.startswith(stack.prefix)]
+        assert len(topics) >= 10
+        consumer.subscribe(topics)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            if not batch and seen:
+                break
+            for records in batch.values():
+                for rec in records:
+                    seen += 1
+                    blob = (rec.key or b"") + (rec.value or b"")
+                    for canary in canaries:
+                        assert canary.encode() not in blob, f"secret found on {rec.topic}"
+    finally:
+        await consumer.stop()
+    assert seen > 5
+    logs = stack.procs.tail("worker", 100000) + stack.procs.tail("receiver", 100000)
+    for canary in canaries:
+        assert canary not in logs and canary not in body and canary not in forged_body
