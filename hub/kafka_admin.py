@@ -93,3 +93,13 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
         if t.get("error_code", 0) == 0:
             out[t["topic"]] = len(t["partitions"])
     return out
+
+
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """How many partitions ``topic`` has (0 when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return (await _partition_counts(admin, [topic])).get(topic, 0)
+    finally:
+        await admin.close()

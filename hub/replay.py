@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from hub.kafka_admin import partition_count
 from topics import full_name
 
 
@@ -22,8 +23,7 @@ async def replay(settings, *, stage: str | None = None, limit: int | None = None
     await producer.start()
     count = 0
     try:
-        partitions = consumer.partitions_for_topic(dl_topic) or set()
-        tps = [TopicPartition(dl_topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(dl_topic, p) for p in range(await partition_count(k.bootstrap_servers, dl_topic))]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         for tp in tps:

@@ -154,16 +154,18 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     """Load and validate the settings; raise :class:`ConfigError` naming the first bad key."""
     from pydantic import ValidationError
 
-    if config_file is not None:
-        os.environ["SWITCHBOARD_CONFIG"] = str(config_file)
-    if (path := os.environ.get("SWITCHBOARD_CONFIG")) and not Path(path).is_file():
+    path = str(config_file) if config_file is not None else os.environ.get("SWITCHBOARD_CONFIG")
+    if path and not Path(path).is_file():
         raise ConfigError(f"SWITCHBOARD_CONFIG: no such file {path!r}")
     kafka_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if kafka_env and "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
         overrides.setdefault("kafka", {})
         if isinstance(overrides["kafka"], dict):
             overrides["kafka"].setdefault("bootstrap_servers", kafka_env)
+    saved = os.environ.get("SWITCHBOARD_CONFIG")
     try:
+        if path:
+            os.environ["SWITCHBOARD_CONFIG"] = path  # read by settings_customise_sources
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -171,3 +173,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         env = "SWITCHBOARD_" + "__".join(str(p).upper() for p in first["loc"])
         # pydantic's message, never the input value (it may be a secret)
         raise ConfigError(f"{key}: {first['msg']} (set it in the config file or as {env})") from None
+    finally:
+        if saved is None:
+            os.environ.pop("SWITCHBOARD_CONFIG", None)
+        else:
+            os.environ["SWITCHBOARD_CONFIG"] = saved
