@@ -40,18 +40,7 @@ async def ensure_topics(
     await admin.start()
     try:
         existing = await _partition_counts(admin, list(wanted))
-        problems = []
-        for name, spec in wanted.items():
-            expect = spec.partition_count(default_partitions)
-            have = existing.get(name)
-            if have is not None and have != expect:
-                problems.append(f"{name} has {have} partitions, the declaration wants {expect}")
-        if problems:
-            raise TopicMismatchError(
-                "; ".join(problems)
-                + ". Either set kafka.partitions to match, or use a new kafka.topic_prefix "
-                "(re-partitioning a keyed topic breaks per-key order and the faust tables)."
-            )
+        _check(wanted, existing, default_partitions)
         missing = [
             NewTopic(
                 name=name,
@@ -77,9 +66,26 @@ async def ensure_topics(
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"topics not visible after {timeout_s}s: {sorted(set(wanted) - set(existing))}")
                 await asyncio.sleep(0.2)
+        # a topic another process created meanwhile (or not yet visible before) is checked too
+        _check(wanted, existing, default_partitions)
         return {n: existing[n] for n in wanted}
     finally:
         await admin.close()
+
+
+def _check(wanted: dict[str, TopicSpec], existing: dict[str, int], default_partitions: int) -> None:
+    problems = []
+    for name, spec in wanted.items():
+        expect = spec.partition_count(default_partitions)
+        have = existing.get(name)
+        if have is not None and have != expect:
+            problems.append(f"{name} has {have} partitions, the declaration wants {expect}")
+    if problems:
+        raise TopicMismatchError(
+            "; ".join(problems)
+            + ". Either set kafka.partitions to match, or use a new kafka.topic_prefix "
+            "(re-partitioning a keyed topic breaks per-key order and the faust tables)."
+        )
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
