@@ -9,7 +9,7 @@ def register_all(hub) -> None:
     from connectors.slack.actions import SlackConverger
     from connectors.slack.client import SlackClient
     from hub.delivery.agents import register_retry_tiers, register_vendor
-    from hub.processors import incidents, normalize
+    from hub.processors import incidents, normalize, support
 
     s = hub.settings
     ssl_context = None
@@ -21,6 +21,8 @@ def register_all(hub) -> None:
     normalize.register(hub)
     # processors
     incidents.register(hub)
+    if s.support.enabled:
+        support.register(hub)
     # outbound: clients are created here but connect lazily, on the first call
     slack_client = None
     if s.slack.bot_token is not None and not s.slack.dry_run:

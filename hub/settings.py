@@ -89,6 +89,26 @@ class DeliverySettings(_Section):
     request_timeout_s: float = Field(10.0, gt=0)
 
 
+class SupportSettings(_Section):
+    """Linking Zendesk tickets to Jira issues (see hub/processors/support.py)."""
+
+    enabled: bool = True
+    #: base URL of the Zendesk account, for links to tickets (https://<subdomain>.zendesk.com)
+    zendesk_url: str = "https://example.zendesk.com"
+    #: project keys recognised in ticket subjects and comments (empty: any key-shaped word)
+    project_keys: list[str] = Field(default_factory=list)
+    #: Zendesk custom field where agents type Jira keys (read)
+    zendesk_key_field_id: str | None = None
+    #: Zendesk custom fields the hub writes: the linked keys, and key: status pairs
+    zendesk_links_field_id: str | None = None
+    zendesk_status_field_id: str | None = None
+    #: Jira custom field holding Zendesk ticket ids (read); ticket URLs in any text field also link
+    jira_ticket_field_id: str | None = None
+    #: Jira number fields for the counts; unset: the issue property ``switchboard.support``
+    jira_ticket_count_field_id: str | None = None
+    jira_organization_count_field_id: str | None = None
+
+
 class ReceiverSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -122,6 +142,7 @@ class Settings(BaseSettings):
     pagerduty: PagerDutySettings = PagerDutySettings()
     delivery: DeliverySettings = DeliverySettings()
     receiver: ReceiverSettings = ReceiverSettings()
+    support: SupportSettings = SupportSettings()
 
     @field_validator("store")
     @classmethod

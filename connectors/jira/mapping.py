@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -344,3 +345,35 @@ def _adf_text(node: Any, path: str) -> str:
     if kind in _LINE_CONTAINERS:
         return "\n".join(part for part in parts if part)
     return "".join(parts)
+
+
+_ZENDESK_TICKET_URL = re.compile(r"https?://[A-Za-z0-9.-]+/agent/tickets/([0-9]{1,12})\b")
+_TICKET_ID = re.compile(r"(?<![0-9A-Za-z])#?([0-9]{1,12})(?![0-9A-Za-z])")
+
+
+def ticket_refs(payload: dict[str, Any], *, field_id: str | None) -> list[str]:
+    """Support ticket ids a Jira issue names: Zendesk ticket URLs in its description or in any
+    string field, and the ids in the configured ``field_id`` (text like ``"123, #456"``). Pure."""
+    issue = payload.get("issue") if isinstance(payload, dict) else None
+    fields = issue.get("fields") if isinstance(issue, dict) else None
+    if not isinstance(fields, dict):
+        return []
+    found: list[str] = []
+
+    def add(ticket_id: str) -> None:
+        if ticket_id not in found:
+            found.append(ticket_id)
+
+    for name, value in fields.items():
+        text = value if isinstance(value, str) else text_from_adf(value) if name == "description" and isinstance(value, dict) else None
+        if text:
+            for m in _ZENDESK_TICKET_URL.finditer(text):
+                add(m.group(1))
+    if field_id:
+        value = fields.get(field_id)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            add(str(int(value)))
+        elif isinstance(value, str):
+            for m in _TICKET_ID.finditer(value):
+                add(m.group(1))
+    return found

@@ -12,7 +12,7 @@ import logging
 import time
 
 from connectors.errors import MappingError, UnsupportedEvent
-from connectors.jira.mapping import to_tracker_event
+from connectors.jira.mapping import ticket_refs, to_tracker_event
 from hub.channels import loads
 from hub.processors.common import dead_letter, json_table
 from schemas import SchemaError, validate
@@ -26,6 +26,7 @@ def register(hub) -> None:
     app, channels = hub.app, hub.channels
     seen = json_table(hub, "jira-deliveries")
     stats = hub.pipelines.setdefault("normalize", {"in": 0, "out": 0, "duplicate": 0, "dead": 0})
+    ticket_field = hub.settings.support.jira_ticket_field_id
 
     async def handle(key: bytes | None, raw: bytes) -> None:
         stats["in"] += 1
@@ -33,6 +34,9 @@ def register(hub) -> None:
             envelope = loads(raw)
             validate("inbound.v1", envelope)
             event = to_tracker_event(envelope)
+            refs = ticket_refs(envelope["payload"], field_id=ticket_field)
+            if refs:
+                event["issue"]["ticket_refs"] = refs
             validate("tracker_event.v1", event)
         except UnsupportedEvent:
             return  # the receiver filters these; one that slips through is ignored, as documented
