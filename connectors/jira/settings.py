@@ -23,6 +23,11 @@ class JiraSettings(BaseModel):
 
     #: ``https://<site>.atlassian.net`` (or a Data Center base URL, context path included).
     site_url: str | None = None
+    #: REST API credentials (Basic auth ``email:api_token``), for write-back and the catch-up poller.
+    email: str | None = None
+    api_token: SecretStr | None = None
+    #: the API user's Jira profile time zone: JQL dates are read in it (the poller writes them in it)
+    time_zone: str = "UTC"
     #: Secret of the admin webhook. None: signatures are not checked (unless required below).
     webhook_secret: SecretStr | None = None
     #: Refuse unsigned deliveries (production); needs ``webhook_secret``.

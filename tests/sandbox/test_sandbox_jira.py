@@ -97,7 +97,7 @@ async def test_jira_app_records_webhook_and_rest_calls(serve):
     client = await serve(jira.create_app(state))
     assert (await client.get("/rest/api/3/myself")).status == 404
     assert [(c.path, c.status) for c in state.calls] == [("/rest/api/3/myself", 404)]
-    assert await (await client.get("/_sandbox/state")).json() == {}
+    assert await (await client.get("/_sandbox/state")).json() == {"issues": [], "webhooks": []}
 
 
 # --- builders -------------------------------------------------------------------------------------
