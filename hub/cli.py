@@ -8,6 +8,9 @@
     switchboard check-config        validate settings and the routing file, name the bad key
     switchboard topics              create the declared topics, print them
     switchboard replay              put dead letters back on their source topics
+    switchboard link TICKET ISSUE   link a Zendesk ticket and a Jira issue (--unlink to undo)
+    switchboard poller jira|zendesk catch up what webhooks missed (--once, --interval)
+    switchboard backfill jira|zendesk --since DATE   re-read a period, with a progress bar
 """
 
 from __future__ import annotations
@@ -125,6 +128,97 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_link(args) -> int:
+    """Link (or unlink) a Zendesk ticket and a Jira issue by producing one message."""
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    from hub.kafka_admin import ensure_topics
+    from hub.links import link_message
+    from topics import full_name
+
+    settings = _settings(args)
+    k = settings.kafka
+    topic, key, value = link_message("unlink" if args.unlink else "link", args.ticket, args.issue)
+
+    async def send():
+        await ensure_topics(k.bootstrap_servers, k.topic_prefix, k.partitions, k.replication_factor)
+        producer = AIOKafkaProducer(bootstrap_servers=k.bootstrap_servers, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            await producer.send_and_wait(full_name(k.topic_prefix, topic), orjson.dumps(value), key=key.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    print(f"{'unlink' if args.unlink else 'link'} requested: Zendesk #{args.ticket} ↔ {args.issue}")
+    return 0
+
+
+def cmd_poller(args) -> int:
+    """Run a catch-up poller until interrupted (or once, with --once)."""
+    from hub.logs import setup_logging
+    from hub.pollers import open_poller
+
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+
+    async def run():
+        poller, producer = await open_poller(settings, args.vendor)
+        try:
+            if args.once:
+                n = await poller.run_once()
+                print(f"{args.vendor} poller: caught up ({n} item(s))")
+            else:
+                await poller.run_forever(args.interval)
+        finally:
+            await producer.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_backfill(args) -> int:
+    """Re-read everything changed since --since through the poller, with a progress bar."""
+    from datetime import datetime, timezone
+
+    from tqdm import tqdm
+
+    from hub.pollers import open_poller
+
+    settings = _settings(args)
+    try:
+        since = datetime.fromisoformat(args.since)
+    except ValueError:
+        print(f"switchboard: --since {args.since!r} is not a date (use YYYY-MM-DD or an ISO timestamp)", file=sys.stderr)
+        return 2
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+
+    async def run():
+        poller, producer = await open_poller(settings, args.vendor)
+        bar = tqdm(desc=f"backfill {args.vendor}", unit="item")
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None:
+                bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            return await poller.backfill(since, progress)
+        finally:
+            bar.close()
+            await producer.stop()
+
+    n = asyncio.run(run())
+    print(f"backfill {args.vendor}: {n} item(s) since {since.isoformat()} sent to inbound.{args.vendor}")
+    return 0
+
+
 def cmd_broker(args, rest) -> int:
     from hub.broker import main as broker_main
 
@@ -155,6 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", help="only dead letters of this stage, e.g. deliver.slack")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--dry-run", action="store_true")
+    p = sub.add_parser("link", help="link a Zendesk ticket and a Jira issue (or --unlink)")
+    p.add_argument("ticket", help="Zendesk ticket id")
+    p.add_argument("issue", help="Jira issue key (OPS-1) or id (10001)")
+    p.add_argument("--unlink", action="store_true")
+    p = sub.add_parser("poller", help="run a catch-up poller: jira or zendesk")
+    p.add_argument("vendor", choices=["jira", "zendesk"])
+    p.add_argument("--once", action="store_true", help="catch up once and exit")
+    p.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
+    p = sub.add_parser("backfill", help="re-read a vendor's changes since a date")
+    p.add_argument("vendor", choices=["jira", "zendesk"])
+    p.add_argument("--since", required=True, help="YYYY-MM-DD or ISO timestamp (UTC unless given)")
     p = sub.add_parser("demo", help="run broker, hub and fakes with a scripted incident scenario")
     p.add_argument("--once", action="store_true", help="run the scenario, print a summary, exit 0 only if every effect was seen")
     sub.add_parser("broker", help="local Kafka broker: start|stop|status|logs", add_help=False)
@@ -168,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return {
         "worker": cmd_worker, "receiver": cmd_receiver, "check-config": cmd_check_config,
-        "topics": cmd_topics, "replay": cmd_replay, "demo": cmd_demo,
+        "topics": cmd_topics, "replay": cmd_replay, "demo": cmd_demo, "link": cmd_link, "poller": cmd_poller,
+        "backfill": cmd_backfill,
     }[args.command](args)
 
 

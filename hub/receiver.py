@@ -39,7 +39,8 @@ from topics import full_name
 log = logging.getLogger("switchboard.receiver")
 
 #: delivery headers worth keeping with the event (never Authorization or signatures)
-KEPT_HEADERS = ("x-atlassian-webhook-identifier", "x-atlassian-webhook-retry", "x-atlassian-webhook-flow", "user-agent", "content-type")
+KEPT_HEADERS = ("x-atlassian-webhook-identifier", "x-atlassian-webhook-retry", "x-atlassian-webhook-flow",
+                "x-zendesk-webhook-id", "x-zendesk-webhook-invocation-id", "user-agent", "content-type")
 #: JSON nesting deeper than this is refused before parsing (orjson itself stops at 1024)
 MAX_DEPTH = 64
 
@@ -91,10 +92,11 @@ class Receiver:
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
         self.dedup = _LRU(settings.receiver.dedup_cache_size)
-        self.topic_inbound = full_name(settings.kafka.topic_prefix, "inbound.jira")
         self.topic_dead = full_name(settings.kafka.topic_prefix, "deadletter")
         secret = settings.jira.webhook_secret
         self._jira_secret = secret.get_secret_value().encode() if secret is not None else None
+        zsecret = settings.zendesk.webhook_secret
+        self._zendesk_secret = zsecret.get_secret_value().encode() if zsecret is not None else None
         self.counts: dict[str, int] = {}
 
     def _count(self, key: str) -> None:
@@ -115,8 +117,10 @@ class Receiver:
             await self.producer.stop()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.jira.max_body_bytes)
+        app = web.Application(client_max_size=max(self.settings.jira.max_body_bytes, self.settings.zendesk.max_body_bytes))
         app.router.add_post("/webhooks/jira", self.jira)
+        app.router.add_post("/webhooks/zendesk", self.zendesk)
+        app.router.add_post("/api/links", self.link_api)
         app.router.add_get("/health", self.health)
         app.router.add_get("/stats", self.stats)
         return app
@@ -134,61 +138,120 @@ class Receiver:
         return web.json_response({"error": message}, status=status)
 
     async def jira(self, request: web.Request) -> web.Response:
-        limit = self.settings.jira.max_body_bytes
+        def verify(body: bytes) -> bool:
+            if self._jira_secret is None and not self.settings.jira.require_signature:
+                return True
+            return verify_jira(self._jira_secret or b"", body, request.headers.get("X-Hub-Signature"))
+
+        def classify(payload: dict) -> tuple[str | None, str | None, bool]:
+            c = jira_events.classify(payload)
+            return c.event_type, c.issue_id, c.supported
+
+        return await self._ingest(request, vendor="jira", limit=self.settings.jira.max_body_bytes, verify=verify, classify=classify,
+                                  delivery_id=request.headers.get("X-Atlassian-Webhook-Identifier"), signature_header="X-Hub-Signature")
+
+    async def zendesk(self, request: web.Request) -> web.Response:
+        from connectors.zendesk import events as zendesk_events
+        from connectors.zendesk.signature import verify as verify_zendesk
+
+        zs = self.settings.zendesk
+
+        def verify(body: bytes) -> bool:
+            if self._zendesk_secret is None and not zs.require_signature:
+                return True
+            return verify_zendesk(self._zendesk_secret or b"", request.headers.get("X-Zendesk-Webhook-Signature-Timestamp") or "", body,
+                                  request.headers.get("X-Zendesk-Webhook-Signature") or "", now=time.time(), window_s=zs.replay_window_s)
+
+        def classify(payload: dict) -> tuple[str | None, str | None, bool]:
+            c = zendesk_events.classify(payload)
+            return c.event_type, c.ticket_id, c.supported
+
+        # trigger bodies carry no event id: the invocation id is the same on every retry of one delivery
+        invocation = request.headers.get("X-Zendesk-Webhook-Invocation-Id")
+        return await self._ingest(request, vendor="zendesk", limit=zs.max_body_bytes, verify=verify, classify=classify,
+                                  delivery_id=f"zendesk:inv:{invocation}" if invocation else None,
+                                  signature_header="X-Zendesk-Webhook-Signature")
+
+    async def _ingest(self, request: web.Request, *, vendor: str, limit: int, verify, classify, delivery_id: str | None,
+                      signature_header: str) -> web.Response:
+        """The guard ladder shared by every webhook: size, signature, JSON, classify, dedup, store."""
         if request.content_length is not None and request.content_length > limit:
-            return self._refuse(413, "jira.webhook.too-large", f"body larger than {limit} bytes")
+            return self._refuse(413, f"{vendor}.webhook.too-large", f"body larger than {limit} bytes")
         try:
-            body = await request.read()  # aiohttp stops at client_max_size (= limit)
+            body = await request.read()  # aiohttp stops at client_max_size
         except web.HTTPRequestEntityTooLarge:
-            return self._refuse(413, "jira.webhook.too-large", f"body larger than {limit} bytes")
+            return self._refuse(413, f"{vendor}.webhook.too-large", f"body larger than {limit} bytes")
         except (asyncio.IncompleteReadError, ConnectionError):
-            return self._refuse(400, "jira.webhook.bad-body", "could not read the body")
-        if self._jira_secret is not None or self.settings.jira.require_signature:
-            if not verify_jira(self._jira_secret or b"", body, request.headers.get("X-Hub-Signature")):
-                return self._refuse(401, "jira.webhook.bad-signature", "missing or invalid X-Hub-Signature")
+            return self._refuse(400, f"{vendor}.webhook.bad-body", "could not read the body")
+        if len(body) > limit:
+            return self._refuse(413, f"{vendor}.webhook.too-large", f"body larger than {limit} bytes")
+        if not verify(body):
+            return self._refuse(401, f"{vendor}.webhook.bad-signature", f"missing, stale or invalid {signature_header}")
         if _too_deep(body):
-            return self._refuse(400, "jira.webhook.bad-json", f"JSON nested deeper than {MAX_DEPTH}")
+            return self._refuse(400, f"{vendor}.webhook.bad-json", f"JSON nested deeper than {MAX_DEPTH}")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return self._refuse(400, "jira.webhook.bad-json", "body is not valid UTF-8 JSON")
+            return self._refuse(400, f"{vendor}.webhook.bad-json", "body is not valid UTF-8 JSON")
         if not isinstance(payload, dict):
-            return self._refuse(400, "jira.webhook.bad-json", "body is not a JSON object")
-
-        delivery_id = request.headers.get("X-Atlassian-Webhook-Identifier")
+            return self._refuse(400, f"{vendor}.webhook.bad-json", "body is not a JSON object")
+        if delivery_id is None and vendor == "zendesk" and isinstance(payload.get("id"), str):
+            delivery_id = f"zendesk:{payload['id']}"  # event webhooks carry a unique event id
         if delivery_id and self.dedup.seen(delivery_id):
-            self._count("jira.webhook.duplicate")
+            self._count(f"{vendor}.webhook.duplicate")
             return web.json_response({"status": "duplicate"}, status=200)
         headers = {h: request.headers[h] for h in KEPT_HEADERS if h in request.headers}
-        envelope = {
-            "schema": "switchboard.inbound/1", "source": "jira", "delivery_id": delivery_id,
-            "event_type": payload.get("webhookEvent") if isinstance(payload.get("webhookEvent"), str) else None,
-            "received_at_ms": int(time.time() * 1000), "headers": headers, "payload": payload,
-        }
+        received = int(time.time() * 1000)
+        envelope = {"schema": "switchboard.inbound/1", "source": vendor, "delivery_id": delivery_id, "event_type": None,
+                    "received_at_ms": received, "headers": headers, "payload": payload}
         try:
-            classified = jira_events.classify(payload)
+            event_type, entity_id, supported = classify(payload)
+            envelope["event_type"] = event_type
         except MappingError as exc:
-            # well signed but unprocessable: keep it, with the reason, where an admin can replay it
+            # well signed but unprocessable: keep it, with the reason, where an admin can see it
             dead = {
-                "schema": "switchboard.deadletter/1", "stage": "receiver.jira", "source_topic": "inbound.jira",
-                "key": None, "value": envelope, "value_text": None, "reason": str(exc), "error_code": exc.code,
-                "at_ms": envelope["received_at_ms"],
+                "schema": "switchboard.deadletter/1", "stage": f"receiver.{vendor}", "source_topic": f"inbound.{vendor}",
+                "key": None, "value": envelope, "value_text": None, "reason": str(exc), "error_code": exc.code, "at_ms": received,
             }
             if not await self._produce(self.topic_dead, None, dead):
-                return self._refuse(503, "jira.webhook.store-failed", "event store unavailable, retry later")
-            self._count("jira.webhook.dead-lettered")
+                return self._refuse(503, f"{vendor}.webhook.store-failed", "event store unavailable, retry later")
+            self._count(f"{vendor}.webhook.dead-lettered")
             return web.json_response({"status": "dead-lettered", "reason": str(exc)}, status=202)
-        if not classified.supported:
-            self._count("jira.webhook.ignored")
-            return web.json_response({"status": "ignored", "event_type": classified.event_type}, status=202)
-        if not await self._produce(self.topic_inbound, classified.issue_id.encode(), envelope):
-            resp = self._refuse(503, "jira.webhook.store-failed", "event store unavailable, retry later")
+        if not supported:
+            self._count(f"{vendor}.webhook.ignored")
+            return web.json_response({"status": "ignored", "event_type": event_type}, status=202)
+        if not await self._produce(full_name(self.settings.kafka.topic_prefix, f"inbound.{vendor}"), str(entity_id).encode(), envelope):
+            resp = self._refuse(503, f"{vendor}.webhook.store-failed", "event store unavailable, retry later")
             resp.headers["Retry-After"] = "5"
             return resp
         if delivery_id:
             self.dedup.add(delivery_id)
-        self._count("jira.webhook.accepted")
+        self._count(f"{vendor}.webhook.accepted")
         return web.json_response({"status": "accepted"}, status=202)
+
+    async def link_api(self, request: web.Request) -> web.Response:
+        """``POST /api/links`` ``{"ticket_id": "123", "issue": "OPS-1" | "10001", "op": "link" | "unlink"}``."""
+        token = self.settings.receiver.api_token
+        if token is None:
+            return web.json_response({"error": "the link API is off: set receiver.api_token"}, status=404)
+        import hmac
+
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+            return self._refuse(401, "api.links.unauthorized", "missing or invalid bearer token")
+        try:
+            body = await request.json(loads=orjson.loads)
+            ticket_id, issue, op = str(body["ticket_id"]), str(body["issue"]), body.get("op", "link")
+            if op not in ("link", "unlink") or not ticket_id.isdigit() or not issue:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'expected {"ticket_id": "<digits>", "issue": "<key or id>", "op": "link"|"unlink"}'}, status=400)
+        from hub.links import link_message
+
+        topic, key, value = link_message(op, ticket_id, issue)
+        if not await self._produce(full_name(self.settings.kafka.topic_prefix, topic), key.encode(), value):
+            return self._refuse(503, "api.links.store-failed", "event store unavailable, retry later")
+        return web.json_response({"status": "accepted", "op": op, "ticket_id": ticket_id, "issue": issue}, status=202)
 
     async def _produce(self, topic: str, key: bytes | None, value: dict[str, Any]) -> bool:
         assert self.producer is not None

@@ -22,6 +22,7 @@ def register_all(hub) -> None:
     # processors
     incidents.register(hub)
     if s.support.enabled:
+        normalize.register_zendesk(hub)
         support.register(hub)
     # outbound: clients are created here but connect lazily, on the first call
     slack_client = None
@@ -35,4 +36,24 @@ def register_all(hub) -> None:
                                     base_url=s.pagerduty.events_url, timeout_s=s.delivery.request_timeout_s,
                                     ssl_context=ssl_context)
     register_vendor(hub, vendor="pagerduty", topic="actions.pagerduty", converger=PagerDutyConverger(pd_events, dry_run=s.pagerduty.dry_run))
+    if s.support.enabled:
+        from connectors.jira.actions import JiraConverger
+        from connectors.zendesk.actions import ZendeskConverger
+
+        jira_client = None
+        if s.jira.site_url and s.jira.email and s.jira.api_token and not s.support.dry_run:
+            from connectors.jira.client import JiraClient
+
+            jira_client = JiraClient(s.jira.site_url, s.jira.email, s.jira.api_token.get_secret_value(),
+                                     timeout_s=s.delivery.request_timeout_s, ssl_context=ssl_context)
+            hub.closers.append(jira_client.close)
+        register_vendor(hub, vendor="jira", topic="actions.jira", converger=JiraConverger(
+            jira_client, ticket_count_field=s.support.jira_ticket_count_field_id,
+            organization_count_field=s.support.jira_organization_count_field_id, dry_run=s.support.dry_run))
+        zendesk_client = None
+        if s.zendesk.configured and not s.support.dry_run:
+            from connectors.zendesk.client import ZendeskClient
+
+            zendesk_client = ZendeskClient.from_settings(s.zendesk, ssl_ca_file=s.tls_ca_file)
+        register_vendor(hub, vendor="zendesk", topic="actions.zendesk", converger=ZendeskConverger(zendesk_client, dry_run=s.support.dry_run))
     register_retry_tiers(hub)

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from connectors.jira.settings import JiraSettings
+from connectors.zendesk.settings import ZendeskSettings
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 DEFAULT_ROUTING_FILE = Path(__file__).parent / "config" / "routing.example.yaml"
@@ -107,6 +108,8 @@ class SupportSettings(_Section):
     #: Jira number fields for the counts; unset: the issue property ``switchboard.support``
     jira_ticket_count_field_id: str | None = None
     jira_organization_count_field_id: str | None = None
+    #: dry run: Jira and Zendesk write-backs are recorded on the results topic instead of being sent
+    dry_run: bool = False
 
 
 class ReceiverSettings(_Section):
@@ -114,6 +117,8 @@ class ReceiverSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     #: how many recent delivery ids the receiver remembers to drop Jira's retries early
     dedup_cache_size: int = Field(10_000, ge=0)
+    #: bearer token for the HTTP API (POST /api/links); unset: the API is off
+    api_token: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -143,6 +148,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     receiver: ReceiverSettings = ReceiverSettings()
     support: SupportSettings = SupportSettings()
+    zendesk: ZendeskSettings = ZendeskSettings()
 
     @field_validator("store")
     @classmethod

@@ -14,6 +14,7 @@ import signal
 from .pagerduty import PagerDutyState
 from .server import start_sandbox
 from .slack import SlackState
+from .zendesk import ZendeskState
 
 
 def _channel(text: str) -> tuple[str, str]:
@@ -29,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slack-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--pagerduty-port", type=int, default=0)
     parser.add_argument("--jira-port", type=int, default=0)
+    parser.add_argument("--zendesk-port", type=int, default=0)
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with a throwaway CA (the pagerduty client needs https)")
     parser.add_argument("--slack-channel", type=_channel, action="append", default=[], metavar="ID=NAME",
@@ -49,8 +51,10 @@ async def serve(args: argparse.Namespace) -> None:
         "slack": SlackState(dict(args.slack_channel), tokens=args.slack_token,
                             auto_create_channels=not args.no_auto_create_channels, rate_limits=rate_limits),
         "pagerduty": PagerDutyState(args.pagerduty_routing_key, rate_limits=rate_limits),
+        "zendesk": ZendeskState(rate_limits=rate_limits),
     }
-    ports = {"slack": args.slack_port, "pagerduty": args.pagerduty_port, "jira": args.jira_port}
+    ports = {"slack": args.slack_port, "pagerduty": args.pagerduty_port, "jira": args.jira_port,
+             "zendesk": args.zendesk_port}
     sandbox = await start_sandbox(args.host, ports, states=states, tls=args.tls, access_log=True)
     for vendor, url in sandbox.urls.items():
         print(f"SANDBOX_{vendor.upper()}_URL={url}", flush=True)

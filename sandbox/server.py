@@ -23,13 +23,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import jira, pagerduty, slack
+from . import jira, pagerduty, slack, zendesk
 from .common import SandboxState
 
 VENDORS: dict[str, tuple[Callable[..., web.Application], Callable[[], SandboxState]]] = {
     "slack": (slack.create_app, slack.SlackState),
     "pagerduty": (pagerduty.create_app, pagerduty.PagerDutyState),
     "jira": (jira.create_app, jira.JiraState),
+    "zendesk": (zendesk.create_app, zendesk.ZendeskState),
 }
 
 

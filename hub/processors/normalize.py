@@ -67,3 +67,40 @@ def register(hub) -> None:
                 log.exception("normalize.crashed")
                 await dead_letter(channels, stage="normalize.jira", source_topic="inbound.jira", key=key, raw=raw,
                                   reason=f"internal error: {type(exc).__name__}: {exc}", error_code="internal")
+
+
+def register_zendesk(hub) -> None:
+    """inbound.zendesk → events.support (the same ladder as Jira: parse, map, validate, send)."""
+    from connectors.zendesk.mapping import to_support_event
+
+    app, channels = hub.app, hub.channels
+    z = hub.settings.zendesk
+    stats = hub.pipelines.setdefault("normalize-zendesk", {"in": 0, "out": 0, "dead": 0})
+
+    async def handle(key: bytes | None, raw: bytes) -> None:
+        stats["in"] += 1
+        try:
+            envelope = loads(raw)
+            validate("inbound.v1", envelope)
+            event = to_support_event(envelope, hub_user_id=z.hub_user_id, jira_key_field_id=hub.settings.support.zendesk_key_field_id)
+            validate("support_event.v1", event)
+        except UnsupportedEvent:
+            return
+        except (MappingError, SchemaError, ValueError, TypeError) as exc:
+            stats["dead"] += 1
+            code = getattr(exc, "code", None) or ("schema" if isinstance(exc, SchemaError) else "parse")
+            await dead_letter(channels, stage="normalize.zendesk", source_topic="inbound.zendesk", key=key, raw=raw,
+                              reason=f"{type(exc).__name__}: {exc}", error_code=code)
+            return
+        await channels.send("events.support", str(event["ticket"]["id"]), event)
+        stats["out"] += 1
+
+    @app.agent(channels["inbound.zendesk"], name="normalize-zendesk")
+    async def normalize_zendesk(stream):
+        async for key, raw in stream.items():
+            try:
+                await handle(key, raw)
+            except Exception as exc:
+                log.exception("normalize.crashed")
+                await dead_letter(channels, stage="normalize.zendesk", source_topic="inbound.zendesk", key=key, raw=raw,
+                                  reason=f"internal error: {type(exc).__name__}: {exc}", error_code="internal")

@@ -1,0 +1,103 @@
+"""Run the catch-up pollers (and backfills) against Kafka.
+
+A poller is vendor code (``connectors/<vendor>/poller.py``) that pages through the vendor's change
+feed and calls two injected things, provided here:
+
+- ``emit(envelope)``: produce an inbound envelope to ``inbound.<vendor>`` (acks=all), keyed by the
+  entity id, so poller and webhook feed the same topic and duplicates between them are harmless;
+- ``store``: the poller's watermark, kept as the latest record per poller on the compacted topic
+  ``pollers.state``, so a restarted poller resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from hub.kafka_admin import ensure_topics
+from topics import full_name
+
+log = logging.getLogger("switchboard.pollers")
+
+
+class KafkaPollerStore:
+    """``get()`` / ``put(state)`` of one poller's watermark on ``pollers.state``."""
+
+    def __init__(self, settings: Any, producer: AIOKafkaProducer, name: str) -> None:
+        self.settings, self.producer, self.name = settings, producer, name
+        self.topic = full_name(settings.kafka.topic_prefix, "pollers.state")
+
+    async def get(self) -> dict[str, Any] | None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            latest = None
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for rec in batch.get(tp, []):
+                    if rec.key == self.name.encode() and rec.value is not None:
+                        latest = orjson.loads(rec.value)["state"]
+            return latest
+        finally:
+            await consumer.stop()
+
+    async def put(self, state: dict[str, Any]) -> None:
+        value = {"schema": "switchboard.poller_state/1", "poller": self.name, "state": state, "at_ms": int(time.time() * 1000)}
+        await self.producer.send_and_wait(self.topic, orjson.dumps(value), key=self.name.encode())
+
+
+def entity_key(vendor: str, envelope: dict[str, Any]) -> str:
+    payload = envelope.get("payload") or {}
+    if vendor == "jira":
+        return str((payload.get("issue") or {}).get("id"))
+    return str(payload.get("id"))
+
+
+async def open_poller(settings: Any, vendor: str):
+    """``(poller, producer)`` for ``vendor``; the caller stops the producer."""
+    k = settings.kafka
+    await ensure_topics(k.bootstrap_servers, k.topic_prefix, k.partitions, k.replication_factor)
+    producer = AIOKafkaProducer(bootstrap_servers=k.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    topic = full_name(k.topic_prefix, f"inbound.{vendor}")
+
+    async def emit(envelope: dict[str, Any]) -> None:
+        await producer.send_and_wait(topic, orjson.dumps(envelope), key=entity_key(vendor, envelope).encode())
+
+    store = KafkaPollerStore(settings, producer, f"{vendor}-poller")
+    if vendor == "jira":
+        from connectors.jira.client import JiraClient
+        from connectors.jira.poller import JiraPoller
+
+        j = settings.jira
+        if not (j.site_url and j.email and j.api_token):
+            raise SystemExit("switchboard: the Jira poller needs jira.site_url, jira.email and jira.api_token "
+                             "(SWITCHBOARD_JIRA__SITE_URL, SWITCHBOARD_JIRA__EMAIL, SWITCHBOARD_JIRA__API_TOKEN)")
+        client = JiraClient(j.site_url, j.email, j.api_token.get_secret_value(), ssl_context=_ssl(settings))
+        poller = JiraPoller(client, emit, store, clock=time.time, time_zone=j.time_zone)
+    elif vendor == "zendesk":
+        from connectors.zendesk.client import ZendeskClient
+        from connectors.zendesk.poller import ZendeskPoller
+
+        poller = ZendeskPoller(ZendeskClient.from_settings(settings.zendesk, ssl_ca_file=settings.tls_ca_file), emit, store,
+                               clock=time.time, sleep=asyncio.sleep)
+    else:
+        raise SystemExit(f"switchboard: no poller for {vendor!r} (jira, zendesk)")
+    return poller, producer
+
+
+def _ssl(settings: Any):
+    if settings.tls_ca_file is None:
+        return None
+    import ssl
+
+    return ssl.create_default_context(cafile=str(settings.tls_ca_file))
