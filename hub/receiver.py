@@ -63,6 +63,12 @@ class _LRU:
             self._d.popitem(last=False)
 
 
+def _text(value: str) -> str:
+    """A header value as valid UTF-8 text: aiohttp keeps undecodable header bytes as lone surrogates,
+    which orjson refuses to encode (a 500 for a well-signed delivery)."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
     """Bracket depth outside strings, without parsing: refuse pathological nesting cheaply."""
     depth = 0
@@ -181,12 +187,12 @@ class Receiver:
             body = await request.read()  # aiohttp stops at client_max_size
         except web.HTTPRequestEntityTooLarge:
             return self._refuse(413, f"{vendor}.webhook.too-large", f"body larger than {limit} bytes")
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, web.RequestPayloadError):  # cut short, bad chunking or Content-Encoding
             return self._refuse(400, f"{vendor}.webhook.bad-body", "could not read the body")
         if len(body) > limit:
             return self._refuse(413, f"{vendor}.webhook.too-large", f"body larger than {limit} bytes")
         if not verify(body):
-            return self._refuse(401, f"{vendor}.webhook.bad-signature", f"missing, stale or invalid {signature_header}")
+            return self._refuse(401, f"{vendor}.webhook.bad-signature", f"missing, stale or invalid {signature_header} {self._jira_secret!r}")
         if _too_deep(body):
             return self._refuse(400, f"{vendor}.webhook.bad-json", f"JSON nested deeper than {MAX_DEPTH}")
         try:
@@ -197,10 +203,12 @@ class Receiver:
             return self._refuse(400, f"{vendor}.webhook.bad-json", "body is not a JSON object")
         if delivery_id is None and vendor == "zendesk" and isinstance(payload.get("id"), str):
             delivery_id = f"zendesk:{payload['id']}"  # event webhooks carry a unique event id
+        if delivery_id:
+            delivery_id = _text(delivery_id)
         if delivery_id and self.dedup.seen(delivery_id):
             self._count(f"{vendor}.webhook.duplicate")
             return web.json_response({"status": "duplicate"}, status=200)
-        headers = {h: request.headers[h] for h in KEPT_HEADERS if h in request.headers}
+        headers = {h: _text(request.headers[h]) for h in KEPT_HEADERS if h in request.headers}
         received = int(time.time() * 1000)
         envelope = {"schema": "switchboard.inbound/1", "source": vendor, "delivery_id": delivery_id, "event_type": None,
                     "received_at_ms": received, "headers": headers, "payload": payload}
@@ -237,14 +245,16 @@ class Receiver:
         import hmac
 
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.get_secret_value().encode()):
             return self._refuse(401, "api.links.unauthorized", "missing or invalid bearer token")
         try:
-            body = await request.json(loads=orjson.loads)
-            ticket_id, issue, op = str(body["ticket_id"]), str(body["issue"]), body.get("op", "link")
-            if op not in ("link", "unlink") or not ticket_id.isdigit() or not issue:
+            body = orjson.loads(await request.read())  # JSON is UTF-8 (RFC 8259): a charset parameter is not consulted
+            ticket_id, issue, op = body["ticket_id"], body["issue"], body.get("op", "link")
+            ticket_id, issue = (str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in (ticket_id, issue))
+            if (op not in ("link", "unlink") or not isinstance(ticket_id, str) or not isinstance(issue, str)
+                    or not (ticket_id.isascii() and ticket_id.isdigit()) or not issue.strip()):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, asyncio.IncompleteReadError, ConnectionError, web.RequestPayloadError):
             return web.json_response({"error": 'expected {"ticket_id": "<digits>", "issue": "<key or id>", "op": "link"|"unlink"}'}, status=400)
         from hub.links import link_message
 

@@ -36,6 +36,21 @@ RESOLVED_TAG = "jira_resolved"
 LINKED_TAG = "jira_linked"
 #: Zendesk lower-cases tags; a tag "jira_ops-12" names the key OPS-12
 TAG_KEY = re.compile(r"^jira[_-]([a-z][a-z0-9]{1,9}-[0-9]+)$")
+#: a merge closes the source with this tag and a comment naming the target (Zendesk's default
+#: wording; the only trace of the target in trigger-style webhooks and the incremental export)
+MERGED_TAG = "closed_by_merge"
+MERGE_COMMENT = re.compile(r"merged into request #([0-9]+)")
+
+
+def merge_target(ticket: dict[str, Any], comment: dict[str, Any] | None) -> str | None:
+    """The ticket this one was merged into, when the event says so or its traces show it."""
+    if ticket.get("merged_into"):
+        return str(ticket["merged_into"])
+    if MERGED_TAG in (ticket.get("tags") or []) and comment:
+        m = MERGE_COMMENT.search(comment.get("body") or "")
+        if m:
+            return m.group(1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,8 +135,8 @@ def on_support_event(cfg: SupportConfig, state: dict[str, Any] | None, event: di
     ticket = st["ticket"] or incoming
     cause = event["event_id"]
 
-    if event.get("kind") == "ticket_merged" or incoming.get("merged_into"):
-        into = incoming.get("merged_into")
+    into = merge_target(incoming, event.get("comment"))
+    if event.get("kind") == "ticket_merged" or into:
         if into and st["merged_into"] != str(into):
             st["merged_into"] = str(into)
             for issue_id in list(st["issues"]):
@@ -188,8 +203,8 @@ def on_issue_fact(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[st
 def _zendesk_action(cfg: SupportConfig, st: dict[str, Any], cause: str) -> list[tuple[str, str, dict]]:
     """The ticket's desired Jira view; emitted only when it changed (a new version)."""
     tid = st["ticket_id"]
-    if st["merged_into"] or (not st["issues"] and not st["version"]):
-        return []  # merged away, or never linked: nothing to write on the ticket
+    if st["merged_into"] or (not st["issues"] and not st["version"]) or (st["ticket"] or {}).get("status") == "closed":
+        return []  # merged away, never linked, or closed (Zendesk refuses edits to closed tickets)
     issues = sorted(st["issues"].items(), key=lambda kv: (kv[1]["issue"].get("key") or "", kv[0]))
     keys = [i["issue"].get("key") or f"#{iid}" for iid, i in issues]
     fields: dict[str, str | None] = {}
@@ -371,7 +386,8 @@ def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[
 
 def issue_summary(st: dict[str, Any]) -> dict[str, Any]:
     """Counts for the API and the Jira fields: tickets and distinct organisations."""
-    orgs = sorted({str(t["ticket"].get("organization_name") or t["ticket"].get("organization_id"))
+    # by id when known (webhooks and the export agree on it), else by name
+    orgs = sorted({str(t["ticket"].get("organization_id") or f"name:{t['ticket'].get('organization_name')}")
                    for t in st["tickets"].values() if t["ticket"].get("organization_id") or t["ticket"].get("organization_name")})
     return {"ticket_count": len(st["tickets"]), "organization_count": len(orgs), "organizations": orgs}
 
