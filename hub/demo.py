@@ -21,6 +21,7 @@ SECRET = "demo-jira-webhook-secret"
 SLACK_TOKEN = "xoxb-demo-token"
 PD_KEY = "demo0pagerduty0routing0key000001"
 CHANNELS = {"C0INCIDENTS": "incidents", "C0LEGAL": "legal-incidents", "C0GENERAL": "general"}
+ZD_EMAIL, ZD_TOKEN, ZD_SECRET = "switchboard@example.com", "demo-zendesk-api-token", "demo-zendesk-signing-secret"
 
 
 def say(msg: str = "") -> None:
@@ -48,32 +49,32 @@ async def scenario(sender, slack, pd, bad_sender) -> list[tuple[str, bool]]:
     def triggers(dedup):
         return [e for e in pd.calls_to("/v2/enqueue") if e.status == 202 and e.body.get("event_action") == "trigger" and e.body.get("dedup_key") == dedup]
 
-    ops1 = "jira/example.atlassian.net/10001"
-    legal = "jira/example.atlassian.net/20007"
+    ops1 = "jira/example.atlassian.net/90101"
+    legal = "jira/example.atlassian.net/90207"
 
     say("\n1. OPS-1 'Checkout is down' (Incident, Highest) is created in Jira")
-    status, _ = await sender.send(issue_created(10001, "OPS-1", "OPS", "Checkout is down", priority="Highest"), delivery_id="demo-ops1-created")
+    status, _ = await sender.send(issue_created(90101, "OPS-1", "OPS", "Checkout is down", priority="Highest"), delivery_id="demo-ops1-created")
     say(f"   webhook answered {status}")
     ok = await _eventually(lambda: triggers(ops1) and top("C0INCIDENTS"), 60, "OPS-1 page and Slack message")
     results.append(("OPS-1 paged once and posted in #incidents", ok))
 
     say("2. Jira retries the same delivery (same X-Atlassian-Webhook-Identifier)")
-    status, _ = await sender.send(issue_created(10001, "OPS-1", "OPS", "Checkout is down", priority="Highest"), delivery_id="demo-ops1-created", retry=1)
+    status, _ = await sender.send(issue_created(90101, "OPS-1", "OPS", "Checkout is down", priority="Highest"), delivery_id="demo-ops1-created", retry=1)
     say(f"   webhook answered {status} (duplicate)")
 
     say("3. Someone forges a webhook without the secret")
-    status, _ = await bad_sender.send(issue_created(10099, "OPS-99", "OPS", "Forged incident", priority="Highest"))
+    status, _ = await bad_sender.send(issue_created(90199, "OPS-99", "OPS", "Forged incident", priority="Highest"))
     say(f"   webhook answered {status}")
     results.append(("forged webhook refused with 401", status == 401))
 
     say("4. LEGAL-7 (restricted project) becomes an incident")
-    await sender.send(issue_created(20007, "LEGAL-7", "LEGAL", "Subpoena deadline missed", priority="Highest"))
+    await sender.send(issue_created(90207, "LEGAL-7", "LEGAL", "Subpoena deadline missed", priority="Highest"))
     ok = await _eventually(lambda: top("C0LEGAL") and triggers(legal), 60, "LEGAL-7 in #legal-incidents and paged")
     results.append(("LEGAL-7 posted only in #legal-incidents, paged without its summary", ok))
 
     say("5. OPS-1 moves to In Progress, then Done")
-    await sender.send(issue_updated(10001, "OPS-1", "OPS", "Checkout is down", priority="Highest", changes=[("status", "To Do", "In Progress")]))
-    await sender.send(issue_updated(10001, "OPS-1", "OPS", "Checkout is down", priority="Highest", changes=[("status", "In Progress", "Done")]))
+    await sender.send(issue_updated(90101, "OPS-1", "OPS", "Checkout is down", priority="Highest", changes=[("status", "To Do", "In Progress")]))
+    await sender.send(issue_updated(90101, "OPS-1", "OPS", "Checkout is down", priority="Highest", changes=[("status", "In Progress", "Done")]))
 
     def resolved():
         msgs = top("C0INCIDENTS")
@@ -90,6 +91,62 @@ async def scenario(sender, slack, pd, bad_sender) -> list[tuple[str, bool]]:
     results.append(("exactly one Slack message per incident and channel", len(top("C0INCIDENTS")) == 1 and len(top("C0LEGAL")) == 1))
     legal_page = triggers(legal)
     results.append(("the LEGAL page carries no summary", bool(legal_page) and "Subpoena" not in repr(legal_page[0].body)))
+    return results
+
+
+async def support_scenario(jira, zd) -> list[tuple[str, bool]]:
+    """Customer tickets arrive in Zendesk, get linked to a Jira bug, the bug moves, the tickets show it."""
+    from hub.stack import SANDBOX_ZENDESK_KEY_FIELD as KEY, SANDBOX_ZENDESK_LINKS_FIELD as LINKS, SANDBOX_ZENDESK_STATUS_FIELD as STATUS
+    from sandbox.zendesk import DEFAULT_AGENT_ID as AGENT
+
+    results: list[tuple[str, bool]] = []
+    say("\n6. Support: SUP-1 'Password reset emails are not sent' is filed in Jira")
+    issue = jira.create_issue("SUP", "Password reset emails are not sent", issue_type="Bug", priority="High")
+    await jira.deliver()
+    say(f"7. Three customers write in: the key in the Jira field (Acme), in the subject (Globex), as a tag (Acme)")
+    t1 = zd.create_ticket(subject="No reset email", comment="I asked three times.", actor_id=AGENT, channel="web",
+                          organization_id=1, custom_fields={KEY: issue.key}).ticket.id
+    t2 = zd.create_ticket(subject=f"Reset link never arrives ({issue.key})", comment="Urgent.", actor_id=AGENT, channel="web",
+                          organization_id=2).ticket.id
+    t3 = zd.create_ticket(subject="Cannot reset password", comment="Same here.", actor_id=AGENT, channel="web",
+                          organization_id=1, tags=[f"jira_{issue.key.lower()}"]).ticket.id
+    await zd.flush_webhooks()
+    tickets = (t1, t2, t3)
+
+    def linked():
+        prop = jira.find(issue.key).properties.get("switchboard.support") or {}
+        return len(jira.find(issue.key).remote_links) == 3 and prop.get("tickets") == 3 and prop.get("organizations") == 2 and \
+            all(zd.ticket(t).custom_fields.get(LINKS) == issue.key for t in tickets)
+
+    ok = await _eventually(linked, 60, "three tickets linked, counted on the issue, key on every ticket")
+    results.append((f"{issue.key} shows 3 linked tickets from 2 organisations; each ticket shows {issue.key}", ok))
+    say(f"8. Engineering moves {issue.key} to In Progress, then Done with fix version 3.1")
+    jira.update_issue(issue.id, status="In Progress")
+    await jira.deliver()
+    jira.update_issue(issue.id, status="Done", fix_versions=["3.1"])
+    await jira.deliver()
+
+    def notes(t):
+        return [c.body for c in zd.ticket(t).comments if not c.public and "Switchboard [ref" in c.body]
+
+    def resolved():
+        return all(len(notes(t)) == 2 and "jira_resolved" in zd.ticket(t).tags and
+                   zd.ticket(t).custom_fields.get(STATUS) == f"{issue.key}: Done" for t in tickets)
+
+    ok = await _eventually(resolved, 60, "notes, status and tag on every ticket")
+    results.append(("every ticket got one internal note per transition, the status and the jira_resolved tag", ok))
+    await asyncio.sleep(2.0)
+    results.append(("no note twice", all(len(notes(t)) == 2 for t in tickets)))
+    say(f"\nWhat Jira shows on {issue.key}:")
+    for link in jira.find(issue.key).remote_links:
+        say(f"  remote link: {link['object']['title']}")
+    say(f"  property switchboard.support: {jira.find(issue.key).properties.get('switchboard.support')}")
+    say("What the Zendesk tickets show:")
+    for t in tickets:
+        tk = zd.ticket(t)
+        say(f"  #{t} {tk.subject!r}: {tk.custom_fields.get(LINKS)} / {tk.custom_fields.get(STATUS)}; tags {sorted(tk.tags)}")
+        for n in notes(t):
+            say(f"      internal note: {n.splitlines()[0]}")
     return results
 
 
@@ -119,8 +176,10 @@ def print_received(slack, pd) -> None:
 
 async def _run(once: bool) -> int:
     from hub.broker import LocalBroker, ensure_kafka_jars
-    from sandbox.jira import JiraWebhookSender
+    from hub.stack import SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD, sandbox_env
+    from sandbox.jira import DEFAULT_API_TOKEN as JIRA_TOKEN, DEFAULT_EMAIL as JIRA_EMAIL, JiraState, JiraWebhookSender
     from sandbox.pagerduty import PagerDutyState
+    from sandbox.zendesk import DEFAULT_API_USER_ID, ZendeskState
     from sandbox.server import start_sandbox
     from sandbox.slack import SlackState
 
@@ -136,15 +195,24 @@ async def _run(once: bool) -> int:
         await asyncio.to_thread(broker.start)
         bootstrap = broker.bootstrap
     say("==> starting the sandbox: fake Slack and PagerDuty")
+    port = free_port()
+    receiver_url = f"http://127.0.0.1:{port}"
     sandbox = await start_sandbox(tls=True, states={
         "slack": SlackState(channels=dict(CHANNELS), tokens=[SLACK_TOKEN]),
         "pagerduty": PagerDutyState(routing_keys=[PD_KEY]),
+        "jira": JiraState(webhook_target=f"{receiver_url}/webhooks/jira", webhook_secret=SECRET, webhooks_enabled=True),
+        "zendesk": ZendeskState(credentials={ZD_EMAIL: ZD_TOKEN}, organizations={1: "Acme Corp", 2: "Globex"},
+                                custom_field_ids=[SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD], webhooks_enabled=True,
+                                webhook_target=f"{receiver_url}/webhooks/zendesk", webhook_secret=ZD_SECRET, webhook_style="trigger",
+                                jira_key_field_id=SANDBOX_ZENDESK_KEY_FIELD),
     })
+    sandbox.states["jira"].site = sandbox.urls["jira"]
     prefix = f"demo{int(time.time())}."
-    port = free_port()
     env = hub_env(bootstrap=bootstrap, prefix=prefix, data_dir=DEMO_DIR / "data" / prefix.rstrip("."), receiver_port=port,
                   slack_url=sandbox.urls["slack"], pagerduty_url=sandbox.urls["pagerduty"], jira_secret=SECRET,
-                  slack_token=SLACK_TOKEN, pagerduty_services={"ops": PD_KEY}, ca_file=sandbox.ca_file)
+                  slack_token=SLACK_TOKEN, pagerduty_services={"ops": PD_KEY}, ca_file=sandbox.ca_file,
+                  extra=sandbox_env(sandbox.urls, jira_email=JIRA_EMAIL, jira_token=JIRA_TOKEN, zendesk_email=ZD_EMAIL,
+                                    zendesk_token=ZD_TOKEN, zendesk_secret=ZD_SECRET, zendesk_hub_user_id=DEFAULT_API_USER_ID))
     procs = HubProcesses(env=env, log_dir=DEMO_DIR / "logs", receiver_port=port)
     code = 1
     try:
@@ -156,6 +224,7 @@ async def _run(once: bool) -> int:
         say("==> playing the incident scenario through the signed Jira webhook")
         results = await scenario(sender, sandbox.states["slack"], sandbox.states["pagerduty"], bad)
         print_received(sandbox.states["slack"], sandbox.states["pagerduty"])
+        results += await support_scenario(sandbox.states["jira"], sandbox.states["zendesk"])
         say("\nExpected effects:")
         for what, ok in results:
             say(f"  [{'ok' if ok else 'MISSING'}] {what}")
@@ -167,6 +236,8 @@ async def _run(once: bool) -> int:
             say(f"  webhook:        POST {procs.receiver_url}/webhooks/jira (X-Hub-Signature with secret {SECRET!r})")
             say(f"  fake Slack:     {sandbox.urls['slack']}/_sandbox/state   (self-signed TLS: curl -k)")
             say(f"  fake PagerDuty: {sandbox.urls['pagerduty']}/_sandbox/state")
+            say(f"  fake Jira:      {sandbox.urls['jira']}/_sandbox/state   (create issues: POST /_sandbox/issues)")
+            say(f"  fake Zendesk:   {sandbox.urls['zendesk']}/_sandbox/state   (create tickets: POST /_sandbox/tickets)")
             say(f"  Kafka topics:   {prefix}*  on {bootstrap}")
             say("Press Ctrl-C to stop.")
             stop = asyncio.Event()
@@ -178,6 +249,7 @@ async def _run(once: bool) -> int:
     finally:
         say("==> stopping")
         await asyncio.to_thread(procs.stop_all)
+        await sandbox.states["zendesk"].close()
         await sandbox.stop()
         if broker is not None:
             await asyncio.to_thread(broker.stop)

@@ -52,6 +52,34 @@ def hub_env(*, bootstrap: str, prefix: str, data_dir: Path, receiver_port: int, 
     return env
 
 
+#: the sandbox's fixed identities: the Zendesk custom fields and the Jira field the demo and tests use
+SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD = 360001, 360002, 360003
+SANDBOX_JIRA_TICKET_FIELD = "customfield_10051"
+
+
+def sandbox_env(urls: dict[str, str], *, jira_email: str, jira_token: str, zendesk_email: str, zendesk_token: str,
+                zendesk_secret: str, zendesk_hub_user_id: int | str, api_token: str | None = None,
+                project_keys: tuple[str, ...] = ("OPS", "SUP", "LEGAL")) -> dict[str, str]:
+    """Settings that point the hub's Jira and Zendesk clients at the sandbox fakes."""
+    import json
+
+    env = {
+        "SWITCHBOARD_JIRA__SITE_URL": urls["jira"], "SWITCHBOARD_JIRA__EMAIL": jira_email, "SWITCHBOARD_JIRA__API_TOKEN": jira_token,
+        "SWITCHBOARD_ZENDESK__BASE_URL": urls["zendesk"], "SWITCHBOARD_ZENDESK__EMAIL": zendesk_email,
+        "SWITCHBOARD_ZENDESK__API_TOKEN": zendesk_token, "SWITCHBOARD_ZENDESK__WEBHOOK_SECRET": zendesk_secret,
+        "SWITCHBOARD_ZENDESK__HUB_USER_ID": str(zendesk_hub_user_id),
+        "SWITCHBOARD_SUPPORT__ZENDESK_URL": "https://example.zendesk.com",
+        "SWITCHBOARD_SUPPORT__ZENDESK_KEY_FIELD_ID": str(SANDBOX_ZENDESK_KEY_FIELD),
+        "SWITCHBOARD_SUPPORT__ZENDESK_LINKS_FIELD_ID": str(SANDBOX_ZENDESK_LINKS_FIELD),
+        "SWITCHBOARD_SUPPORT__ZENDESK_STATUS_FIELD_ID": str(SANDBOX_ZENDESK_STATUS_FIELD),
+        "SWITCHBOARD_SUPPORT__JIRA_TICKET_FIELD_ID": SANDBOX_JIRA_TICKET_FIELD,
+        "SWITCHBOARD_SUPPORT__PROJECT_KEYS": json.dumps(list(project_keys)),
+    }
+    if api_token:
+        env["SWITCHBOARD_RECEIVER__API_TOKEN"] = api_token
+    return env
+
+
 @dataclass
 class HubProcesses:
     env: dict[str, str]

@@ -386,10 +386,15 @@ def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[
 
 def issue_summary(st: dict[str, Any]) -> dict[str, Any]:
     """Counts for the API and the Jira fields: tickets and distinct organisations."""
-    # by id when known (webhooks and the export agree on it), else by name
-    orgs = sorted({str(t["ticket"].get("organization_id") or f"name:{t['ticket'].get('organization_name')}")
-                   for t in st["tickets"].values() if t["ticket"].get("organization_id") or t["ticket"].get("organization_name")})
-    return {"ticket_count": len(st["tickets"]), "organization_count": len(orgs), "organizations": orgs}
+    # counted by id when known (webhooks and the export agree on it), else by name; shown by name
+    orgs: dict[str, str] = {}
+    for t in st["tickets"].values():
+        tk = t["ticket"]
+        oid, name = tk.get("organization_id"), tk.get("organization_name")
+        if oid or name:
+            key = str(oid) if oid else f"name:{name}"
+            orgs[key] = name or orgs.get(key) or f"organization {oid}"
+    return {"ticket_count": len(st["tickets"]), "organization_count": len(orgs), "organizations": sorted(orgs.values())}
 
 
 def _jira_action(cfg: SupportConfig, st: dict[str, Any], cause: str) -> list[tuple[str, str, dict]]:

@@ -17,4 +17,4 @@ def test_demo_once_exits_zero_and_prints_what_each_fake_received(kafka_bootstrap
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "What the fake PagerDuty received" in out and "What the fake Slack received" in out
-    assert "8 passed, 0 failed" in out
+    assert "11 passed, 0 failed" in out

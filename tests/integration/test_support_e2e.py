@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hub.stack import HubProcesses, free_port, hub_env
+from hub.stack import (SANDBOX_JIRA_TICKET_FIELD, SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD,
+                       SANDBOX_ZENDESK_STATUS_FIELD, HubProcesses, free_port, hub_env, sandbox_env)
 from sandbox import zendesk as zendesk_fake
 from sandbox.jira import JiraState
 from sandbox.server import start_sandbox
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.integration
 
 ZD_EMAIL, ZD_TOKEN, ZD_SECRET = "hub@example.com", "canary-zendesk-token-31", "canary-zendesk-signing-secret"
 JIRA_SECRET = "canary-jira-secret-support"
-KEY_FIELD, LINKS_FIELD, STATUS_FIELD = 360001, 360002, 360003
-TICKET_FIELD = "customfield_10051"  # a Jira text field holding Zendesk ticket ids
+KEY_FIELD, LINKS_FIELD, STATUS_FIELD = SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD
+TICKET_FIELD = SANDBOX_JIRA_TICKET_FIELD  # a Jira text field holding Zendesk ticket ids
 ORGS = {i: f"Customer {i:02d}" for i in range(1, 11)}
 AGENT = zendesk_fake.DEFAULT_AGENT_ID
 
@@ -97,18 +98,9 @@ async def support(kafka_bootstrap, tmp_path):
                   slack_url=sandbox.urls["slack"], pagerduty_url=sandbox.urls["pagerduty"], ca_file=sandbox.ca_file, extra={
         "SWITCHBOARD_KAFKA__PARTITIONS": "3", "SWITCHBOARD_SLACK__DRY_RUN": "true", "SWITCHBOARD_PAGERDUTY__DRY_RUN": "true",
         "SWITCHBOARD_DELIVERY__BACKOFF_S": "0.2",
-        "SWITCHBOARD_JIRA__SITE_URL": sandbox.urls["jira"], "SWITCHBOARD_JIRA__EMAIL": "switchboard@example.com",
-        "SWITCHBOARD_JIRA__API_TOKEN": "sandbox-jira-api-token",
-        "SWITCHBOARD_ZENDESK__BASE_URL": sandbox.urls["zendesk"], "SWITCHBOARD_ZENDESK__EMAIL": ZD_EMAIL,
-        "SWITCHBOARD_ZENDESK__API_TOKEN": ZD_TOKEN, "SWITCHBOARD_ZENDESK__WEBHOOK_SECRET": ZD_SECRET,
-        "SWITCHBOARD_ZENDESK__HUB_USER_ID": str(zendesk_fake.DEFAULT_API_USER_ID),
-        "SWITCHBOARD_SUPPORT__ZENDESK_URL": "https://example.zendesk.com",
-        "SWITCHBOARD_SUPPORT__ZENDESK_KEY_FIELD_ID": str(KEY_FIELD),
-        "SWITCHBOARD_SUPPORT__ZENDESK_LINKS_FIELD_ID": str(LINKS_FIELD),
-        "SWITCHBOARD_SUPPORT__ZENDESK_STATUS_FIELD_ID": str(STATUS_FIELD),
-        "SWITCHBOARD_SUPPORT__JIRA_TICKET_FIELD_ID": TICKET_FIELD,
-        "SWITCHBOARD_SUPPORT__PROJECT_KEYS": '["OPS", "SUP", "LEGAL"]',
-        "SWITCHBOARD_RECEIVER__API_TOKEN": api_token,
+        **sandbox_env(sandbox.urls, jira_email="switchboard@example.com", jira_token="sandbox-jira-api-token", zendesk_email=ZD_EMAIL,
+                      zendesk_token=ZD_TOKEN, zendesk_secret=ZD_SECRET, zendesk_hub_user_id=zendesk_fake.DEFAULT_API_USER_ID,
+                      api_token=api_token),
     })
     procs = HubProcesses(env=env, log_dir=tmp_path / "logs", receiver_port=port)
     st = Support(sandbox, procs, prefix, kafka_bootstrap, api_token)
