@@ -12,6 +12,7 @@ import logging
 import signal
 
 from .pagerduty import PagerDutyState
+from .salesforce import SalesforceState
 from .server import start_sandbox
 from .slack import SlackState
 from .zendesk import ZendeskState
@@ -31,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pagerduty-port", type=int, default=0)
     parser.add_argument("--jira-port", type=int, default=0)
     parser.add_argument("--zendesk-port", type=int, default=0)
+    parser.add_argument("--salesforce-port", type=int, default=0)
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with a throwaway CA (the pagerduty client needs https)")
     parser.add_argument("--slack-channel", type=_channel, action="append", default=[], metavar="ID=NAME",
@@ -52,9 +54,10 @@ async def serve(args: argparse.Namespace) -> None:
                             auto_create_channels=not args.no_auto_create_channels, rate_limits=rate_limits),
         "pagerduty": PagerDutyState(args.pagerduty_routing_key, rate_limits=rate_limits),
         "zendesk": ZendeskState(rate_limits=rate_limits),
+        "salesforce": SalesforceState(rate_limits=rate_limits),
     }
     ports = {"slack": args.slack_port, "pagerduty": args.pagerduty_port, "jira": args.jira_port,
-             "zendesk": args.zendesk_port}
+             "zendesk": args.zendesk_port, "salesforce": args.salesforce_port}
     sandbox = await start_sandbox(args.host, ports, states=states, tls=args.tls, access_log=True)
     for vendor, url in sandbox.urls.items():
         print(f"SANDBOX_{vendor.upper()}_URL={url}", flush=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import jira, pagerduty, slack, zendesk
+from . import jira, pagerduty, salesforce, slack, zendesk
 from .common import SandboxState
 
 VENDORS: dict[str, tuple[Callable[..., web.Application], Callable[[], SandboxState]]] = {
@@ -31,6 +31,7 @@ VENDORS: dict[str, tuple[Callable[..., web.Application], Callable[[], SandboxSta
     "pagerduty": (pagerduty.create_app, pagerduty.PagerDutyState),
     "jira": (jira.create_app, jira.JiraState),
     "zendesk": (zendesk.create_app, zendesk.ZendeskState),
+    "salesforce": (salesforce.create_app, salesforce.SalesforceState),
 }
 
 

@@ -21,9 +21,9 @@ async def test_start_and_stop_all_fakes(unused_tcp_port):
     slack_state = SlackState({"C0INCIDENT": "incidents"})
     sandbox = await start_sandbox(ports={"jira": unused_tcp_port}, states={"slack": slack_state})
     try:
-        assert set(sandbox.urls) == {"slack", "pagerduty", "jira", "zendesk"}
+        assert set(sandbox.urls) == {"slack", "pagerduty", "jira", "zendesk", "salesforce"}
         assert sandbox.urls["jira"] == f"http://127.0.0.1:{unused_tcp_port}"
-        assert len({url.rsplit(":", 1)[1] for url in sandbox.urls.values()}) == 4
+        assert len({url.rsplit(":", 1)[1] for url in sandbox.urls.values()}) == 5
         assert sandbox.states["slack"] is slack_state
         assert isinstance(sandbox.states["pagerduty"], PagerDutyState)
         assert sandbox.ca_file is None and sandbox.client_ssl_context() is None
@@ -41,8 +41,8 @@ async def test_start_and_stop_all_fakes(unused_tcp_port):
 
 
 async def test_unknown_vendor_is_refused():
-    with pytest.raises(ValueError, match="salesforce"):
-        await start_sandbox(ports={"salesforce": 0})
+    with pytest.raises(ValueError, match="hubspot"):
+        await start_sandbox(ports={"hubspot": 0})
 
 
 async def test_tls_serves_https_trusted_only_through_the_sandbox_ca():
