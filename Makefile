@@ -34,6 +34,9 @@ demo: install kafka
 test: install kafka
 	@$(PY) -m pytest -q
 
+bench: install kafka
+	@$(VENV)/bin/switchboard bench --out reports/bench.json
+
 unit: install
 	@$(PY) -m pytest -q tests/unit tests/routing tests/sandbox
 

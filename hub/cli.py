@@ -231,6 +231,12 @@ def cmd_sandbox(args, rest) -> int:
     return sandbox_main(rest) or 0
 
 
+def cmd_bench(args, rest) -> int:
+    from hub.bench import main as bench_main
+
+    return bench_main(rest)
+
+
 def cmd_demo(args) -> int:
     from hub.demo import run_demo
 
@@ -264,11 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--once", action="store_true", help="run the scenario, print a summary, exit 0 only if every effect was seen")
     sub.add_parser("broker", help="local Kafka broker: start|stop|status|logs", add_help=False)
     sub.add_parser("sandbox", help="run the fake SaaS servers", add_help=False)
+    sub.add_parser("bench", help="benchmark the incident path against raw aiokafka (prints JSON)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "broker":
         return cmd_broker(args, rest)
     if args.command == "sandbox":
         return cmd_sandbox(args, rest)
+    if args.command == "bench":
+        return cmd_bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return {
