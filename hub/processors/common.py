@@ -60,3 +60,37 @@ def json_table(hub: Any, name: str) -> Any:
     )
     hub.tables[name] = table
     return table
+
+
+def register_side(hub: Any, *, name: str, table: Any, steps: dict[str, tuple[Any, Any]], stats: dict[str, int]) -> None:
+    """One agent owning one table, reading one or more co-partitioned topics.
+
+    ``steps`` maps a topic's short name to ``(key_of(value) -> table key, step(state, value) ->
+    (new_state, [(topic, key, value), ...]))``: the pure function of that input. The agent loads
+    the record, runs the step, stores the state and sends what it returned; a record that breaks
+    the step goes to the dead-letter topic with the reason, and the partition moves on.
+    """
+    from hub.channels import loads
+
+    app, ch = hub.app, hub.channels
+    by_full = {ch[short].get_topic_name(): (short, key_of, step) for short, (key_of, step) in steps.items()}
+    channel = ch[next(iter(steps))] if len(steps) == 1 else app.topic(*by_full, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(channel, name=name)
+    async def side(stream):
+        async for event in stream.events():
+            short, key_of, step = by_full[event.message.topic]
+            try:
+                value = loads(event.value)
+                key = key_of(value)
+                state, out = step(table.get(key), value)
+                if state is not None:
+                    table[key] = state
+                stats[name] = stats.get(name, 0) + 1
+                for topic, out_key, out_value in out:
+                    await ch.send(topic, out_key, out_value)
+            except Exception as exc:  # a poisoned record must not stall its partition
+                stats["dead"] = stats.get("dead", 0) + 1
+                log.exception(f"{name}.crashed")
+                await dead_letter(ch, stage=name, source_topic=short, key=event.key, raw=event.value,
+                                  reason=f"{type(exc).__name__}: {exc}", error_code="internal")

@@ -432,78 +432,21 @@ def support_config(hub) -> SupportConfig:
 
 
 def register(hub) -> None:
-    from hub.channels import loads
-    from hub.processors.common import dead_letter, json_table
+    """The three sides as agents, each owning its table (see the module docstring)."""
+    from functools import partial
 
-    app, ch = hub.app, hub.channels
+    from hub.processors.common import json_table, register_side
+
     cfg = support_config(hub)
-    tickets = json_table(hub, "support-tickets")
-    keys = json_table(hub, "support-keys")
-    issues = json_table(hub, "support-issues")
-    stats = hub.pipelines.setdefault("support", {"tickets": 0, "keys": 0, "issues": 0, "dead": 0})
-    t_support, t_by_ticket = ch["events.support"].get_topic_name(), ch["links.by_ticket"].get_topic_name()
-    t_tracker, t_by_issue = ch["events.tracker"].get_topic_name(), ch["links.by_issue"].get_topic_name()
-
-    async def send_all(out):
-        for topic, key, value in out:
-            await ch.send(topic, key, value)
-
-    async def guarded(stage, source, event, fn):
-        try:
-            await fn()
-        except Exception as exc:  # a poisoned record must not stall its partition
-            stats["dead"] += 1
-            log.exception(f"{stage}.crashed")
-            await dead_letter(ch, stage=stage, source_topic=source, key=event.key, raw=event.value,
-                              reason=f"{type(exc).__name__}: {exc}", error_code="internal")
-
-    @app.agent(app.topic(t_support, t_by_ticket, key_serializer="raw", value_serializer="raw"), name="support-tickets")
-    async def ticket_side(stream):
-        async for event in stream.events():
-            topic = event.message.topic
-
-            async def handle():
-                value = loads(event.value)
-                if topic == t_support:
-                    tid = str(value["ticket"]["id"])
-                    st, out = on_support_event(cfg, tickets.get(tid), value)
-                else:
-                    tid = str(value["ticket_id"])
-                    st, out = on_issue_fact(cfg, tickets.get(tid), value)
-                tickets[tid] = st
-                stats["tickets"] += 1
-                await send_all(out)
-
-            await guarded("support.tickets", "events.support" if topic == t_support else "links.by_ticket", event, handle)
-
-    @app.agent(ch["links.by_key"], name="support-keys")
-    async def key_side(stream):
-        async for event in stream.events():
-            async def handle():
-                value = loads(event.value)
-                key = str(value["key"])
-                st, out = on_key_message(keys.get(key), value)
-                keys[key] = st
-                stats["keys"] += 1
-                await send_all(out)
-
-            await guarded("support.keys", "links.by_key", event, handle)
-
-    @app.agent(app.topic(t_tracker, t_by_issue, key_serializer="raw", value_serializer="raw"), name="support-issues")
-    async def issue_side(stream):
-        async for event in stream.events():
-            topic = event.message.topic
-
-            async def handle():
-                value = loads(event.value)
-                if topic == t_tracker:
-                    iid = str(value["issue"]["id"])
-                    st, out = on_tracker_event(cfg, issues.get(iid), value)
-                else:
-                    iid = str(value["issue_id"])
-                    st, out = on_link_message(cfg, issues.get(iid), value)
-                issues[iid] = st
-                stats["issues"] += 1
-                await send_all(out)
-
-            await guarded("support.issues", "events.tracker" if topic == t_tracker else "links.by_issue", event, handle)
+    stats = hub.pipelines.setdefault("support", {})
+    register_side(hub, name="support-tickets", table=json_table(hub, "support-tickets"), stats=stats, steps={
+        "events.support": (lambda v: str(v["ticket"]["id"]), partial(on_support_event, cfg)),
+        "links.by_ticket": (lambda v: str(v["ticket_id"]), partial(on_issue_fact, cfg)),
+    })
+    register_side(hub, name="support-keys", table=json_table(hub, "support-keys"), stats=stats, steps={
+        "links.by_key": (lambda v: str(v["key"]), on_key_message),
+    })
+    register_side(hub, name="support-issues", table=json_table(hub, "support-issues"), stats=stats, steps={
+        "events.tracker": (lambda v: str(v["issue"]["id"]), partial(on_tracker_event, cfg)),
+        "links.by_issue": (lambda v: str(v["issue_id"]), partial(on_link_message, cfg)),
+    })
