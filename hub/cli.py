@@ -202,7 +202,8 @@ def cmd_backfill(args) -> int:
         poller, producer = await open_poller(settings, args.vendor)
         bar = tqdm(desc=f"backfill {args.vendor}", unit="item")
 
-        def progress(done: int, total: int | None) -> None:
+        def progress(*args) -> None:  # (done, total) or (object, done, total), by vendor
+            done, total = args[-2], args[-1]
             if total is not None:
                 bar.total = total
             bar.n = done
@@ -260,11 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("issue", help="Jira issue key (OPS-1) or id (10001)")
     p.add_argument("--unlink", action="store_true")
     p = sub.add_parser("poller", help="run a catch-up poller: jira or zendesk")
-    p.add_argument("vendor", choices=["jira", "zendesk"])
+    p.add_argument("vendor", choices=["jira", "zendesk", "salesforce"])
     p.add_argument("--once", action="store_true", help="catch up once and exit")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
     p = sub.add_parser("backfill", help="re-read a vendor's changes since a date")
-    p.add_argument("vendor", choices=["jira", "zendesk"])
+    p.add_argument("vendor", choices=["jira", "zendesk", "salesforce"])
     p.add_argument("--since", required=True, help="YYYY-MM-DD or ISO timestamp (UTC unless given)")
     p = sub.add_parser("demo", help="run broker, hub and fakes with a scripted incident scenario")
     p.add_argument("--once", action="store_true", help="run the scenario, print a summary, exit 0 only if every effect was seen")

@@ -59,6 +59,10 @@ def entity_key(vendor: str, envelope: dict[str, Any]) -> str:
     payload = envelope.get("payload") or {}
     if vendor == "jira":
         return str((payload.get("issue") or {}).get("id"))
+    if vendor == "salesforce":
+        from connectors.salesforce.events import classify
+
+        return str(classify(payload).key)
     return str(payload.get("id"))
 
 
@@ -90,8 +94,20 @@ async def open_poller(settings: Any, vendor: str):
 
         poller = ZendeskPoller(ZendeskClient.from_settings(settings.zendesk, ssl_ca_file=settings.tls_ca_file), emit, store,
                                clock=time.time, sleep=asyncio.sleep)
+    elif vendor == "salesforce":
+        from connectors.salesforce.client import SalesforceClient
+        from connectors.salesforce.poller import SalesforcePoller, poll_objects
+
+        sf = settings.salesforce
+        if not sf.configured:
+            raise SystemExit("switchboard: the Salesforce poller needs salesforce.instance_url, client_id and client_secret "
+                             "(SWITCHBOARD_SALESFORCE__INSTANCE_URL, __CLIENT_ID, __CLIENT_SECRET)")
+        poller = SalesforcePoller(SalesforceClient.from_settings(sf, ssl_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None),
+                                  emit, store, clock=time.time, sleep=asyncio.sleep,
+                                  objects=poll_objects(sf.feature_request, multi_currency=sf.multi_currency),
+                                  overlap_s=sf.overlap_s, page_size=sf.page_size)
     else:
-        raise SystemExit(f"switchboard: no poller for {vendor!r} (jira, zendesk)")
+        raise SystemExit(f"switchboard: no poller for {vendor!r} (jira, zendesk, salesforce)")
     return poller, producer
 
 

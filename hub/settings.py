@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from connectors.jira.settings import JiraSettings
+from connectors.salesforce.settings import SalesforceSettings
 from connectors.zendesk.settings import ZendeskSettings
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
@@ -149,6 +150,7 @@ class Settings(BaseSettings):
     receiver: ReceiverSettings = ReceiverSettings()
     support: SupportSettings = SupportSettings()
     zendesk: ZendeskSettings = ZendeskSettings()
+    salesforce: SalesforceSettings = SalesforceSettings()
 
     @field_validator("store")
     @classmethod

@@ -104,3 +104,42 @@ def register_zendesk(hub) -> None:
                 log.exception("normalize.crashed")
                 await dead_letter(channels, stage="normalize.zendesk", source_topic="inbound.zendesk", key=key, raw=raw,
                                   reason=f"internal error: {type(exc).__name__}: {exc}", error_code="internal")
+
+
+def register_salesforce(hub) -> None:
+    """inbound.salesforce → events.sales: one canonical record per record id (a CDC event may name several)."""
+    from connectors.salesforce.mapping import to_sales_events
+
+    app, channels = hub.app, hub.channels
+    sf = hub.settings.salesforce
+    stats = hub.pipelines.setdefault("normalize-salesforce", {"in": 0, "out": 0, "dead": 0})
+
+    async def handle(key: bytes | None, raw: bytes) -> None:
+        stats["in"] += 1
+        try:
+            envelope = loads(raw)
+            validate("inbound.v1", envelope)
+            records = to_sales_events(envelope, hub_user_id=sf.hub_user_id, hub_client=sf.client_name, feature_request=sf.feature_request)
+            for record in records:
+                validate("sales_event.v1", record)
+        except UnsupportedEvent:
+            return
+        except (MappingError, SchemaError, ValueError, TypeError) as exc:
+            stats["dead"] += 1
+            code = getattr(exc, "code", None) or ("schema" if isinstance(exc, SchemaError) else "parse")
+            await dead_letter(channels, stage="normalize.salesforce", source_topic="inbound.salesforce", key=key, raw=raw,
+                              reason=f"{type(exc).__name__}: {exc}", error_code=code)
+            return
+        for record in records:
+            await channels.send("events.sales", str(record["record_id"]), record)
+            stats["out"] += 1
+
+    @app.agent(channels["inbound.salesforce"], name="normalize-salesforce")
+    async def normalize_salesforce(stream):
+        async for key, raw in stream.items():
+            try:
+                await handle(key, raw)
+            except Exception as exc:
+                log.exception("normalize.crashed")
+                await dead_letter(channels, stage="normalize.salesforce", source_topic="inbound.salesforce", key=key, raw=raw,
+                                  reason=f"internal error: {type(exc).__name__}: {exc}", error_code="internal")
