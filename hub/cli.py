@@ -47,6 +47,8 @@ def check_config(settings) -> list[str]:
         for svc in sorted(services - set(settings.pagerduty.services)):
             problems.append(f"pagerduty.services.{svc}: the routing file pages service {svc!r} but no routing key is set "
                             f"(SWITCHBOARD_PAGERDUTY__SERVICES__{svc.upper()}), or set pagerduty.dry_run")
+    if settings.sales.enabled and not settings.support.enabled:
+        problems.append("sales.enabled: the sales path needs support.enabled (it shares the key side that follows Jira keys)")
     if channels and settings.slack.bot_token is None and not settings.slack.dry_run:
         problems.append("slack.bot_token: the routing file posts to Slack but no bot token is set (SWITCHBOARD_SLACK__BOT_TOKEN), or set slack.dry_run")
     return problems

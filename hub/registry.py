@@ -9,7 +9,7 @@ def register_all(hub) -> None:
     from connectors.slack.actions import SlackConverger
     from connectors.slack.client import SlackClient
     from hub.delivery.agents import register_retry_tiers, register_vendor
-    from hub.processors import incidents, normalize, support
+    from hub.processors import incidents, normalize, sales, support
 
     s = hub.settings
     ssl_context = None
@@ -24,6 +24,9 @@ def register_all(hub) -> None:
     if s.support.enabled:
         normalize.register_zendesk(hub)
         support.register(hub)
+    if s.sales.enabled:  # needs the support key side (check-config says so)
+        normalize.register_salesforce(hub)
+        sales.register(hub)
     # outbound: clients are created here but connect lazily, on the first call
     slack_client = None
     if s.slack.bot_token is not None and not s.slack.dry_run:
@@ -49,11 +52,22 @@ def register_all(hub) -> None:
             hub.closers.append(jira_client.close)
         register_vendor(hub, vendor="jira", topic="actions.jira", converger=JiraConverger(
             jira_client, ticket_count_field=s.support.jira_ticket_count_field_id,
-            organization_count_field=s.support.jira_organization_count_field_id, dry_run=s.support.dry_run))
+            organization_count_field=s.support.jira_organization_count_field_id, dry_run=s.support.dry_run,
+            revenue_fields={"amount": s.sales.jira_open_amount_field_id, "weighted": s.sales.jira_weighted_amount_field_id,
+                            "count": s.sales.jira_opportunity_count_field_id, "close_date": s.sales.jira_close_date_field_id}))
         zendesk_client = None
         if s.zendesk.configured and not s.support.dry_run:
             from connectors.zendesk.client import ZendeskClient
 
             zendesk_client = ZendeskClient.from_settings(s.zendesk, ssl_ca_file=s.tls_ca_file)
         register_vendor(hub, vendor="zendesk", topic="actions.zendesk", converger=ZendeskConverger(zendesk_client, dry_run=s.support.dry_run))
+    if s.sales.enabled:
+        from connectors.salesforce.actions import SalesforceConverger
+
+        sf_client = None
+        if s.salesforce.configured and not s.sales.dry_run:
+            from connectors.salesforce.client import SalesforceClient
+
+            sf_client = SalesforceClient.from_settings(s.salesforce, ssl_ca_file=str(s.tls_ca_file) if s.tls_ca_file else None)
+        register_vendor(hub, vendor="salesforce", topic="actions.salesforce", converger=SalesforceConverger(sf_client, dry_run=s.sales.dry_run))
     register_retry_tiers(hub)

@@ -113,6 +113,24 @@ class SupportSettings(_Section):
     dry_run: bool = False
 
 
+class SalesSettings(_Section):
+    """Revenue at stake per Jira issue (see hub/processors/sales.py); needs support.enabled (the key side)."""
+
+    enabled: bool = False
+    #: project keys recognised in feature request text (empty: any key-shaped word)
+    project_keys: list[str] = Field(default_factory=list)
+    base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    #: currency → value of one unit in base_currency, e.g. {"EUR": 1.08}; empty: no converted total
+    rates: dict[str, float] = Field(default_factory=dict)
+    #: Jira fields for the revenue view; all unset: the issue property switchboard.revenue
+    jira_open_amount_field_id: str | None = None
+    jira_weighted_amount_field_id: str | None = None
+    jira_opportunity_count_field_id: str | None = None
+    jira_close_date_field_id: str | None = None
+    #: dry run: Salesforce write-backs and Tasks are recorded on the results topic instead of being sent
+    dry_run: bool = False
+
+
 class ReceiverSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -151,6 +169,7 @@ class Settings(BaseSettings):
     support: SupportSettings = SupportSettings()
     zendesk: ZendeskSettings = ZendeskSettings()
     salesforce: SalesforceSettings = SalesforceSettings()
+    sales: SalesSettings = SalesSettings()
 
     @field_validator("store")
     @classmethod

@@ -566,94 +566,36 @@ def sales_config(hub) -> SalesConfig:
 def register(hub) -> None:
     """Wire the three sales sides. Needs the support key side (``support.register``) running:
     it resolves keys to issue ids and forwards ``sales_link``/``sales_unlink`` to links.by_issue."""
-    from hub.channels import loads
-    from hub.processors.common import dead_letter, json_table
+    from functools import partial
 
-    app, ch = hub.app, hub.channels
+    from hub.processors.common import json_table, register_side
+
     cfg = sales_config(hub)
-    frs = json_table(hub, "sales-feature-requests")
-    opps = json_table(hub, "sales-opportunities")
-    issues = json_table(hub, "sales-issues")
-    stats = hub.pipelines.setdefault("sales", {"feature_requests": 0, "opportunities": 0, "issues": 0, "dead": 0})
-    t_sales = ch["events.sales"].get_topic_name()
-    t_by_fr, t_by_opp = ch["sales.by_feature_request"].get_topic_name(), ch["sales.by_opportunity"].get_topic_name()
-    t_tracker, t_by_issue = ch["events.tracker"].get_topic_name(), ch["links.by_issue"].get_topic_name()
-    t_sales_issue = ch["sales.by_issue"].get_topic_name()
-    short = {t_sales: "events.sales", t_by_fr: "sales.by_feature_request", t_by_opp: "sales.by_opportunity",
-             t_tracker: "events.tracker", t_by_issue: "links.by_issue", t_sales_issue: "sales.by_issue"}
+    stats = hub.pipelines.setdefault("sales", {})
 
-    async def send_all(out):
-        for topic, key, value in out:
-            await ch.send(topic, key, value)
+    def only(kind: str, step):
+        """events.sales carries every object: each side takes its own (None: nothing to store)."""
+        def run(state, value):
+            if value.get("object") != kind or not value.get("record_id"):
+                return None, []
+            return step(state, value)
+        return run
 
-    async def guarded(stage, source, event, fn):
-        try:
-            await fn()
-        except Exception as exc:  # a poisoned record must not stall its partition
-            stats["dead"] += 1
-            log.exception(f"{stage}.crashed")
-            await dead_letter(ch, stage=stage, source_topic=source, key=event.key, raw=event.value,
-                              reason=f"{type(exc).__name__}: {exc}", error_code="internal")
+    def sales_only(state, value):
+        if not is_sales_message(value):
+            return None, []  # a support link message: the support issue side's
+        return on_issue_message(cfg, state, value)
 
-    @app.agent(app.topic(t_sales, t_by_fr, key_serializer="raw", value_serializer="raw"), name="sales-feature-requests")
-    async def feature_request_side(stream):
-        async for event in stream.events():
-            topic = event.message.topic
-
-            async def handle():
-                value = loads(event.value)
-                if topic == t_sales:
-                    if value.get("object") != "feature_request" or not value.get("record_id"):
-                        return
-                    fid = str(value["record_id"])
-                    st, out = on_feature_request_event(cfg, frs.get(fid), value)
-                else:
-                    fid = str(value["feature_request_id"])
-                    st, out = on_feature_request_message(cfg, frs.get(fid), value)
-                frs[fid] = st
-                stats["feature_requests"] += 1
-                await send_all(out)
-
-            await guarded("sales.feature_requests", short[topic], event, handle)
-
-    @app.agent(app.topic(t_sales, t_by_opp, key_serializer="raw", value_serializer="raw"), name="sales-opportunities")
-    async def opportunity_side(stream):
-        async for event in stream.events():
-            topic = event.message.topic
-
-            async def handle():
-                value = loads(event.value)
-                if topic == t_sales:
-                    if value.get("object") != "opportunity" or not value.get("record_id"):
-                        return
-                    oid = str(value["record_id"])
-                    st, out = on_opportunity_event(cfg, opps.get(oid), value)
-                else:
-                    oid = str(value["opportunity_id"])
-                    st, out = on_opportunity_message(cfg, opps.get(oid), value)
-                opps[oid] = st
-                stats["opportunities"] += 1
-                await send_all(out)
-
-            await guarded("sales.opportunities", short[topic], event, handle)
-
-    @app.agent(app.topic(t_tracker, t_by_issue, t_sales_issue, key_serializer="raw", value_serializer="raw"), name="sales-issues")
-    async def issue_side(stream):
-        async for event in stream.events():
-            topic = event.message.topic
-
-            async def handle():
-                value = loads(event.value)
-                if topic == t_tracker:
-                    iid = str(value["issue"]["id"])
-                    st, out = on_tracker_event(cfg, issues.get(iid), value)
-                else:
-                    if topic == t_by_issue and not is_sales_message(value):
-                        return  # a support link message
-                    iid = str(value["issue_id"])
-                    st, out = on_issue_message(cfg, issues.get(iid), value)
-                issues[iid] = st
-                stats["issues"] += 1
-                await send_all(out)
-
-            await guarded("sales.issues", short[topic], event, handle)
+    register_side(hub, name="sales-feature-requests", table=json_table(hub, "sales-feature-requests"), stats=stats, steps={
+        "events.sales": (lambda v: str(v.get("record_id")), only("feature_request", partial(on_feature_request_event, cfg))),
+        "sales.by_feature_request": (lambda v: str(v["feature_request_id"]), partial(on_feature_request_message, cfg)),
+    })
+    register_side(hub, name="sales-opportunities", table=json_table(hub, "sales-opportunities"), stats=stats, steps={
+        "events.sales": (lambda v: str(v.get("record_id")), only("opportunity", partial(on_opportunity_event, cfg))),
+        "sales.by_opportunity": (lambda v: str(v["opportunity_id"]), partial(on_opportunity_message, cfg)),
+    })
+    register_side(hub, name="sales-issues", table=json_table(hub, "sales-issues"), stats=stats, steps={
+        "events.tracker": (lambda v: str(v["issue"]["id"]), partial(on_tracker_event, cfg)),
+        "links.by_issue": (lambda v: str(v["issue_id"]), sales_only),
+        "sales.by_issue": (lambda v: str(v["issue_id"]), partial(on_issue_message, cfg)),
+    })

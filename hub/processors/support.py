@@ -343,6 +343,8 @@ def public_issue(cfg: SupportConfig, issue: dict[str, Any]) -> dict[str, Any]:
 
 def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str, dict]]]:
     """Link, unlink, ticket facts and merges for one issue."""
+    if msg.get("domain") == "sales":
+        return None, []  # the sales issue side's message (links.by_issue is shared)
     iid = str(msg["issue_id"])
     st = _copy_issue_state(state) if state else new_issue_state(iid)
     out: list[tuple[str, str, dict]] = []

@@ -61,6 +61,23 @@ async def eventually(check, timeout: float = 45.0, interval: float = 0.2, what: 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+async def reset_group_to_start(bootstrap: str, prefix: str, app_id: str = "switchboard") -> None:
+    """Rewind the worker's consumer group to offset 0 on every topic it reads (the worker must be stopped)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.kafka_admin import partition_count
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{prefix}{app_id}", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if t.startswith(prefix) and "-changelog" not in t]
+        tps = [TopicPartition(t, p) for t in topics for p in range(await partition_count(bootstrap, t))]
+        consumer.assign(tps)
+        await consumer.commit({tp: 0 for tp in tps})
+    finally:
+        await consumer.stop()
+
+
 @pytest.fixture
 async def stack(kafka_bootstrap: str, tmp_path: Path):
     sandbox = await start_sandbox(tls=True, states={

@@ -22,7 +22,7 @@ from sandbox import zendesk as zendesk_fake
 from sandbox.jira import JiraState
 from sandbox.server import start_sandbox
 from sandbox.zendesk import ZendeskState
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, reset_group_to_start
 
 pytestmark = pytest.mark.integration
 
@@ -170,22 +170,6 @@ async def test_fifty_tickets_counts_follow_unlink_merge_and_move(support):
     assert s.field(tickets[0], LINKS_FIELD) is None and "jira_linked" not in s.zd.ticket(tickets[0]).tags
 
 
-async def _reset_group_to_start(s: Support):
-    """Rewind the worker's consumer group to offset 0 on every topic it reads (worker stopped)."""
-    group = f"{s.prefix}switchboard"
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        topics = [t for t in await consumer.topics() if t.startswith(s.prefix) and "-changelog" not in t]
-        from hub.kafka_admin import partition_count
-
-        tps = [TopicPartition(t, p) for t in topics for p in range(await partition_count(s.bootstrap, t))]
-        consumer.assign(tps)
-        await consumer.commit({tp: 0 for tp in tps})
-    finally:
-        await consumer.stop()
-
-
 async def test_resolve_notes_every_linked_ticket_once_across_restart_and_replay(support, tmp_path):
     s = support
     issue = s.jira.create_issue("OPS", "Exports fail", issue_type="Bug")
@@ -206,7 +190,7 @@ async def test_resolve_notes_every_linked_ticket_once_across_restart_and_replay(
     await asyncio.to_thread(s.procs.start_worker)
     await asyncio.sleep(3)
     await asyncio.to_thread(s.procs.stop, "worker")
-    await _reset_group_to_start(s)
+    await reset_group_to_start(s.bootstrap, s.prefix)
     shutil.rmtree(s.procs.env["SWITCHBOARD_DATA_DIR"], ignore_errors=True)
     await asyncio.to_thread(s.procs.start_worker)
     await asyncio.sleep(8)
