@@ -192,7 +192,7 @@ class Receiver:
         if len(body) > limit:
             return self._refuse(413, f"{vendor}.webhook.too-large", f"body larger than {limit} bytes")
         if not verify(body):
-            return self._refuse(401, f"{vendor}.webhook.bad-signature", f"missing, stale or invalid {signature_header} {self._jira_secret!r}")
+            return self._refuse(401, f"{vendor}.webhook.bad-signature", f"missing, stale or invalid {signature_header}")
         if _too_deep(body):
             return self._refuse(400, f"{vendor}.webhook.bad-json", f"JSON nested deeper than {MAX_DEPTH}")
         try:
