@@ -46,6 +46,10 @@ class Channels:
         except KeyError:
             raise KeyError(f"topic {name!r} is not declared in topics/topics.yaml") from None
 
-    async def send(self, name: str, key: str, value: dict[str, Any]) -> None:
-        """Produce one record (buffered; faust flushes before committing the source offset)."""
-        await self[name].send(key=key.encode() if key is not None else None, value=dumps(value))
+    async def send(self, name: str, key: str, value: dict[str, Any]) -> Any:
+        """Produce one record (buffered; faust flushes before committing the source offset).
+
+        Returns a future that resolves once Kafka acknowledged the record: a caller that must not
+        record a state change before its outputs are durable awaits it.
+        """
+        return await self[name].send(key=key.encode() if key is not None else None, value=dumps(value))

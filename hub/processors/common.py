@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -69,6 +70,8 @@ def register_side(hub: Any, *, name: str, table: Any, steps: dict[str, tuple[Any
     (new_state, [(topic, key, value), ...]))``: the pure function of that input. The agent loads
     the record, runs the step, stores the state and sends what it returned; a record that breaks
     the step goes to the dead-letter topic with the reason, and the partition moves on.
+    The state is stored only once the outputs are acknowledged by Kafka (at-least-once, never
+    a state ahead of its outputs).
     """
     from hub.channels import loads
 
@@ -84,11 +87,15 @@ def register_side(hub: Any, *, name: str, table: Any, steps: dict[str, tuple[Any
                 value = loads(event.value)
                 key = key_of(value)
                 state, out = step(table.get(key), value)
+                # outputs first, acknowledged, then the state: a crash in between re-runs the step
+                # on the old state and sends the same outputs again (every consumer of them is
+                # idempotent), whereas the other order could keep a state whose outputs were lost
+                acks = [await ch.send(topic, out_key, out_value) for topic, out_key, out_value in out]
+                if acks:
+                    await asyncio.gather(*acks)
                 if state is not None:
                     table[key] = state
                 stats[name] = stats.get(name, 0) + 1
-                for topic, out_key, out_value in out:
-                    await ch.send(topic, out_key, out_value)
             except Exception as exc:  # a poisoned record must not stall its partition
                 stats["dead"] = stats.get("dead", 0) + 1
                 log.exception(f"{name}.crashed")

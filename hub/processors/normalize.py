@@ -3,7 +3,10 @@
 Jira retries a delivery on 408/409/425/429/5xx and timeouts, up to about 30 minutes later, with the
 same ``X-Atlassian-Webhook-Identifier``. The receiver drops fast retries from memory; this agent
 drops the rest durably: the last delivery ids of each issue live in a table keyed by issue id
-(bounded per issue, and on the same partition as the issue's events).
+(bounded per issue, and on the same partition as the issue's events), each with the offset of the
+record that carried it. The same record read again after a crash (same offset) is processed
+again: its mark may have reached Kafka before the event it produced did, and dropping it would
+lose the event. Downstream, event ids make that second pass harmless.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def register(hub) -> None:
     stats = hub.pipelines.setdefault("normalize", {"in": 0, "out": 0, "duplicate": 0, "dead": 0})
     ticket_field = hub.settings.support.jira_ticket_field_id
 
-    async def handle(key: bytes | None, raw: bytes) -> None:
+    async def handle(key: bytes | None, raw: bytes, position: str) -> None:
         stats["in"] += 1
         try:
             envelope = loads(raw)
@@ -49,20 +52,23 @@ def register(hub) -> None:
         issue_id = event["issue"]["id"]
         delivery_id = envelope.get("delivery_id")
         if delivery_id:
-            recent = seen.get(issue_id) or []
-            if delivery_id in recent:
+            recent = [tuple(r) for r in seen.get(issue_id) or []]
+            earlier = [pos for d, pos in recent if d == delivery_id]
+            if earlier and position not in earlier:
                 stats["duplicate"] += 1
                 log.info("jira.delivery.duplicate", extra={"delivery_id": delivery_id, "issue_id": issue_id})
                 return
-            seen[issue_id] = (recent + [delivery_id])[-MAX_DELIVERIES_PER_ISSUE:]
+            if not earlier:
+                seen[issue_id] = [list(r) for r in (recent + [(delivery_id, position)])[-MAX_DELIVERIES_PER_ISSUE:]]
         await channels.send("events.tracker", issue_id, event)
         stats["out"] += 1
 
     @app.agent(channels["inbound.jira"], name="normalize-jira")
     async def normalize_jira(stream):
-        async for key, raw in stream.items():
+        async for event in stream.events():
+            key, raw = event.key, event.value
             try:
-                await handle(key, raw)
+                await handle(key, raw, f"{event.message.partition}:{event.message.offset}")
             except Exception as exc:  # a bug: dead-letter and keep the partition moving
                 log.exception("normalize.crashed")
                 await dead_letter(channels, stage="normalize.jira", source_topic="inbound.jira", key=key, raw=raw,
