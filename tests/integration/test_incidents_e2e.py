@@ -164,7 +164,11 @@ async def test_worker_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(st
     await producer
     t0 = time.monotonic()
     await stack.start_worker()
-    await eventually(lambda: len({c.body["dedup_key"] for c in pd_events(stack, "trigger")}) == n, timeout=90, what="every incident paged")
+    try:
+        await eventually(lambda: len({c.body["dedup_key"] for c in pd_events(stack, "trigger")}) == n, timeout=90, what="every incident paged")
+    except AssertionError as exc:  # say what the worker was doing: a hang and a loss look alike from here
+        paged = len({c.body["dedup_key"] for c in pd_events(stack, "trigger")})
+        raise AssertionError(f"{exc}\n{paged}/{n} paged; worker log tail:\n{stack.procs.tail('worker', 30)}") from None
     await eventually(lambda: len(top_messages(stack, "incidents")) >= n, timeout=90, what="every incident posted")
     recovery = time.monotonic() - t0
     await asyncio.sleep(QUIET_S)
