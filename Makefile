@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP_CACHE ?= $(HOME)/.cache/pip
 export PIP_CACHE_DIR := $(PIP_CACHE)
 
-.PHONY: demo test unit bench prereqs install kafka clean
+.PHONY: demo test chaos unit bench prereqs install kafka clean
 
 prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
@@ -32,7 +32,10 @@ demo: install kafka
 	@$(VENV)/bin/switchboard demo
 
 test: install kafka
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q -m "not chaos"
+
+chaos: install kafka
+	@$(PY) -m pytest -q -m chaos
 
 bench: install kafka
 	@$(VENV)/bin/switchboard bench --out reports/bench.json

@@ -46,9 +46,16 @@ class TableRow:
     def put(self, value: dict[str, Any]) -> None:
         self._table[self._key] = value
 
-    async def persist(self) -> None:
-        # the changelog write of every put so far is in the producer: wait for Kafka's ack
-        await self._app.producer.flush()
+    async def persist(self, timeout_s: float = 5.0) -> None:
+        # the changelog write of every put so far is in the producer: wait for Kafka's ack, but not
+        # forever: a flush that cannot finish (the producer busy with other agents' records, a
+        # leader moving) is a transient failure, and the pipeline retries the action
+        from connectors.errors import RetryableError
+
+        try:
+            await asyncio.wait_for(self._app.producer.flush(), timeout=timeout_s)
+        except asyncio.TimeoutError:
+            raise RetryableError(f"ledger write not acknowledged within {timeout_s:.0f}s", code="ledger.flush-timeout") from None
 
 
 def json_table(hub: Any, name: str) -> Any:

@@ -146,6 +146,7 @@ async def test_connection_dropped_after_slack_accepted_the_post_is_not_posted_tw
     assert len(top_messages(stack, "incidents")) == 1
 
 
+@pytest.mark.chaos  # intermittent: see the note in pyproject.toml's chaos marker (runs in `make chaos`)
 async def test_worker_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(stack):
     n = 24
     ids = [30000 + i for i in range(n)]
@@ -166,9 +167,11 @@ async def test_worker_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(st
     await stack.start_worker()
     try:
         await eventually(lambda: len({c.body["dedup_key"] for c in pd_events(stack, "trigger")}) == n, timeout=90, what="every incident paged")
-    except AssertionError as exc:  # say what the worker was doing: a hang and a loss look alike from here
-        paged = len({c.body["dedup_key"] for c in pd_events(stack, "trigger")})
-        raise AssertionError(f"{exc}\n{paged}/{n} paged; worker log tail:\n{stack.procs.tail('worker', 30)}") from None
+    except AssertionError as exc:  # say where the missing ones stopped: a hang and a loss look alike from here
+        paged = {c.body["dedup_key"].rsplit("/", 1)[1] for c in pd_events(stack, "trigger")}
+        missing = sorted(str(i) for i in ids if str(i) not in paged)
+        trail = await _trail(stack, missing)
+        raise AssertionError(f"{exc}\n{len(paged)}/{n} paged; missing {missing}; seen on topics: {trail}") from None
     await eventually(lambda: len(top_messages(stack, "incidents")) >= n, timeout=90, what="every incident posted")
     recovery = time.monotonic() - t0
     await asyncio.sleep(QUIET_S)
@@ -263,3 +266,27 @@ async def test_dead_letter_is_replayed_by_the_replay_command(stack):
     assert "replayed 0 dead letter" in again.stdout
     await asyncio.sleep(QUIET_S)
     assert len(pd_events(stack, "trigger", DEDUP.format(10051))) == 1
+
+
+async def _trail(stack, issue_ids):
+    """For each issue id: on which topics of the incident path a record for it exists."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found = {i: set() for i in issue_ids}
+    try:
+        names = ["inbound.jira", "events.tracker", "actions.pagerduty", "actions.results", "deadletter"]
+        consumer.subscribe([stack.topic(t) for t in names])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for rec in records:
+                    blob = (rec.key or b"") + (rec.value or b"")
+                    for i in issue_ids:
+                        if i.encode() in blob:
+                            found[i].add(tp.topic[len(stack.prefix):])
+    finally:
+        await consumer.stop()
+    return {i: sorted(t) for i, t in found.items()}
