@@ -194,8 +194,10 @@ def on_issue_fact(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[st
             st["issues"][issue_id] = entry
             if st["ticket"]:  # tell the issue our facts (a merged-in ticket's issue does not know them)
                 out.append(("links.by_issue", issue_id, _msg("ticket_update", issue_id=issue_id, ticket_id=tid, ticket=_ticket_facts(st["ticket"]), cause_event_id=cause)))
-        if issue:
+        # facts older than those applied (a replay re-reads old records) never roll the ticket back
+        if issue and msg["at_ms"] >= entry.get("facts_at_ms", 0):
             entry["issue"] = issue
+            entry["facts_at_ms"] = msg["at_ms"]
     out.extend(_zendesk_action(cfg, st, cause))
     return st, out
 
