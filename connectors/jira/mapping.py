@@ -16,6 +16,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.mapping import obj as _obj, text as _str
 from connectors.errors import MappingError, UnsupportedEvent
 from connectors.jira.events import classify
 
@@ -217,18 +218,6 @@ def _millis(value: Any, path: str) -> int | None:
     return value
 
 
-def _obj(value: Any, path: str) -> dict[str, Any] | None:
-    if value is None or isinstance(value, dict):
-        return value
-    raise MappingError(f"expected an object, got {type(value).__name__}", path=path)
-
-
-def _str(value: Any, path: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise MappingError(f"expected a string, got {type(value).__name__}", path=path)
 
 
 def _name(fields: dict[str, Any], field: str) -> str | None:

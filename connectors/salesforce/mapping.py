@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
+from connectors.mapping import open_envelope
 from connectors.errors import MappingError, UnsupportedEvent
 from connectors.salesforce.events import (
     GAP_TYPES,
@@ -158,17 +159,7 @@ def to_sales_events(
     payloads :func:`events.classify` does not support and MappingError (with the path) for
     malformed input. Records always carry every key of the schema.
     """
-    if not isinstance(envelope, dict):
-        raise MappingError("envelope is not an object", path="envelope")
-    source = envelope.get("source", SOURCE)
-    if source != SOURCE:
-        raise MappingError(f"expected source {SOURCE!r}, got {source!r}", path="envelope.source")
-    payload = envelope.get("payload")
-    if not isinstance(payload, dict):
-        raise MappingError("payload is not a JSON object", path="envelope.payload")
-    received_at_ms = envelope.get("received_at_ms")
-    if isinstance(received_at_ms, bool) or not isinstance(received_at_ms, int) or received_at_ms < 0:
-        raise MappingError(f"expected epoch milliseconds, got {received_at_ms!r}", path="envelope.received_at_ms")
+    payload, received_at_ms = open_envelope(envelope, SOURCE)
     classified = classify(payload)
     if classified.style == "poll":
         return [_poll(payload, received_at_ms, hub_user_id, feature_request)]

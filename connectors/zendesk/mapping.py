@@ -19,6 +19,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.mapping import obj as _obj, open_envelope, text as _str
 from connectors.errors import MappingError, UnsupportedEvent
 from connectors.zendesk.events import (
     EVENT_KINDS,
@@ -47,17 +48,7 @@ def to_support_event(
     Raises UnsupportedEvent for bodies ``events.classify`` does not support and MappingError for
     malformed input. The record always carries every key of the schema (unknown → null).
     """
-    if not isinstance(envelope, dict):
-        raise MappingError("envelope is not an object", path="envelope")
-    source = envelope.get("source", SOURCE)
-    if source != SOURCE:
-        raise MappingError(f"expected source {SOURCE!r}, got {source!r}", path="envelope.source")
-    payload = envelope.get("payload")
-    if not isinstance(payload, dict):
-        raise MappingError("payload is not a JSON object", path="envelope.payload")
-    received_at_ms = envelope.get("received_at_ms")
-    if isinstance(received_at_ms, bool) or not isinstance(received_at_ms, int) or received_at_ms < 0:
-        raise MappingError(f"expected epoch milliseconds, got {received_at_ms!r}", path="envelope.received_at_ms")
+    payload, received_at_ms = open_envelope(envelope, SOURCE)
     delivery_id = _str(envelope.get("delivery_id"), "envelope.delivery_id")
     event_type = _str(envelope.get("event_type"), "envelope.event_type")
     field_id = str(jira_key_field_id) if jira_key_field_id is not None else None
@@ -329,16 +320,4 @@ def _bool(value: Any, path: str, *, default: bool) -> bool:
     raise MappingError(f"expected a boolean, got {value!r}", path=path)
 
 
-def _obj(value: Any, path: str) -> dict[str, Any] | None:
-    if value is None or isinstance(value, dict):
-        return value
-    raise MappingError(f"expected an object, got {type(value).__name__}", path=path)
-
-
-def _str(value: Any, path: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise MappingError(f"expected a string, got {type(value).__name__}", path=path)
 
