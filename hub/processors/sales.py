@@ -209,12 +209,18 @@ def _tell_opportunity(st: dict[str, Any], cause: str) -> Out:
     issues = sorted(st["issues"])
     told = st["told"]
     out: Out = []
+
+    def seq() -> int:  # the request's own counter: the opportunity ignores older fr_issues (a replay)
+        st["seq"] = st.get("seq", 0) + 1
+        return st["seq"]
+
     if told["opportunity_id"] and told["opportunity_id"] != opp and told["issues"]:
         out.append(("sales.by_opportunity", told["opportunity_id"], _msg("fr_issues", opportunity_id=told["opportunity_id"],
-                                                                          feature_request_id=st["fr_id"], issues={}, cause_event_id=cause)))
+                                                                          feature_request_id=st["fr_id"], issues={}, seq=seq(),
+                                                                          cause_event_id=cause)))
     if opp and (opp != told["opportunity_id"] or issues != told["issues"]):
         out.append(("sales.by_opportunity", opp, _msg("fr_issues", opportunity_id=opp, feature_request_id=st["fr_id"],
-                                                      issues={i: st["issues"][i] for i in issues}, cause_event_id=cause)))
+                                                      issues={i: st["issues"][i] for i in issues}, seq=seq(), cause_event_id=cause)))
     st["told"] = {"opportunity_id": opp, "issues": issues if opp else []}
     return out
 
@@ -262,7 +268,7 @@ def _salesforce_action(st: dict[str, Any], sobject: str, record_id: str, fields:
 # ---------------------------------------------------------------- the opportunity side (pure)
 
 def new_opportunity_state(opp_id: str) -> dict[str, Any]:
-    return {"opp_id": opp_id, "record": {}, "deleted": False, "frs": {}, "issues": {}, "sent": {"digest": "", "issues": []},
+    return {"opp_id": opp_id, "record": {}, "deleted": False, "frs": {}, "fr_seq": {}, "issues": {}, "sent": {"digest": "", "issues": []},
             "tasks": [], "version": 0, "digest": "", "last_occurred_ms": 0}
 
 
@@ -270,6 +276,7 @@ def _copy_opp(state: dict[str, Any]) -> dict[str, Any]:
     st = dict(state)
     st["record"] = dict(state["record"])
     st["frs"] = {k: list(v) for k, v in state["frs"].items()}
+    st["fr_seq"] = dict(state.get("fr_seq") or {})
     st["issues"] = {k: {"facts": v["facts"], "seen": list(v["seen"])} for k, v in state["issues"].items()}
     st["sent"] = dict(state["sent"])
     st["tasks"] = list(state["tasks"])
@@ -322,6 +329,11 @@ def on_opportunity_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: 
     if msg["op"] == "fr_issues":
         fid = str(msg["feature_request_id"])
         issues = msg.get("issues") or {}
+        seq, applied = msg.get("seq"), st["fr_seq"].get(fid)
+        if isinstance(seq, int) and applied is not None and seq <= applied:
+            return st, []  # an older word of this request (a replay re-reads it) changes nothing
+        if isinstance(seq, int):
+            st["fr_seq"][fid] = seq
         if issues:
             st["frs"][fid] = sorted(issues)
         else:
@@ -359,19 +371,29 @@ def _linked(st: dict[str, Any]) -> list[str]:
 
 
 def _sync_issues(cfg: SalesConfig, st: dict[str, Any], cause: str) -> Out:
-    """Send the opportunity's facts to each linked issue when they or the links changed; tell dropped issues."""
+    """Send the opportunity's facts to each linked issue when they or the links changed; tell dropped issues.
+
+    Every message carries ``seq``, the opportunity's own counter (kept in its state, so it only grows
+    across restarts): the issue side applies a message only when its ``seq`` is newer than the last
+    one it applied for this opportunity, so a replay of ``sales.by_issue`` from offset 0 never shows
+    older totals, even briefly."""
     linked = _linked(st)
     facts = opportunity_facts(cfg, st)
     digest = _digest(facts)
     before = set(st["sent"]["issues"])
     out: Out = []
+
+    def seq() -> int:
+        st["seq"] = st.get("seq", 0) + 1
+        return st["seq"]
+
     for iid in linked:
         if iid not in before or digest != st["sent"]["digest"]:
             out.append(("sales.by_issue", iid, _msg("opportunity", issue_id=iid, opportunity_id=st["opp_id"], linked=True,
-                                                    opportunity=facts, cause_event_id=cause)))
+                                                    opportunity=facts, seq=seq(), cause_event_id=cause)))
     for iid in sorted(before - set(linked)):
         out.append(("sales.by_issue", iid, _msg("opportunity", issue_id=iid, opportunity_id=st["opp_id"], linked=False,
-                                                cause_event_id=cause)))
+                                                seq=seq(), cause_event_id=cause)))
     st["sent"] = {"digest": digest, "issues": linked}
     return out
 
@@ -398,7 +420,8 @@ def _opportunity_action(st: dict[str, Any], cause: str) -> Out:
 # ---------------------------------------------------------------- the issue side (pure)
 
 def new_issue_state(issue_id: str) -> dict[str, Any]:
-    return {"issue_id": issue_id, "issue": {"id": issue_id}, "frs": {}, "opps": {}, "version": 0, "digest": "", "last_occurred_ms": 0}
+    return {"issue_id": issue_id, "issue": {"id": issue_id}, "frs": {}, "opps": {}, "opp_seq": {}, "version": 0, "digest": "",
+            "last_occurred_ms": 0}
 
 
 def _copy_issue(state: dict[str, Any]) -> dict[str, Any]:
@@ -406,6 +429,7 @@ def _copy_issue(state: dict[str, Any]) -> dict[str, Any]:
     st["issue"] = dict(state["issue"])
     st["frs"] = {k: {"routes": list(v["routes"])} for k, v in state["frs"].items()}
     st["opps"] = dict(state["opps"])
+    st["opp_seq"] = dict(state.get("opp_seq") or {})  # states stored before seq existed have none
     return st
 
 
@@ -479,6 +503,11 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
                 out.append(("sales.by_feature_request", fid, _msg("unlinked", feature_request_id=fid, issue_id=iid, cause_event_id=cause)))
     elif op == "opportunity":
         oid = str(msg["opportunity_id"])
+        seq, applied = msg.get("seq"), st["opp_seq"].get(oid)
+        if isinstance(seq, int) and applied is not None and seq <= applied:
+            return st, out  # older facts or links than those applied (a replay re-reads them): never roll back
+        if isinstance(seq, int):
+            st["opp_seq"][oid] = seq  # kept after an unlink too, so a replayed older link stays ignored
         if msg.get("linked"):
             if oid not in st["opps"]:  # the issue's facts and resolutions so far, as the opportunity's baseline
                 out.append(("sales.by_opportunity", oid, _msg("issue_update", opportunity_id=oid, issue_id=iid, issue=issue_facts(st),
