@@ -11,6 +11,7 @@
     switchboard link TICKET ISSUE   link a Zendesk ticket and a Jira issue (--unlink to undo)
     switchboard poller jira|zendesk catch up what webhooks missed (--once, --interval)
     switchboard backfill jira|zendesk --since DATE   re-read a period, with a progress bar
+    switchboard cdc salesforce      bridge Salesforce Change Data Capture to the hub (--once)
 """
 
 from __future__ import annotations
@@ -183,6 +184,32 @@ def cmd_poller(args) -> int:
     return 0
 
 
+def cmd_cdc(args) -> int:
+    """Bridge Salesforce Change Data Capture (Streaming API) to inbound.salesforce, resuming from the stored replay ids."""
+    from hub.logs import setup_logging
+    from hub.pollers import open_cdc_bridge
+
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+
+    async def run():
+        bridge, _producer, close = await open_cdc_bridge(settings)
+        try:
+            if args.once:
+                n = await bridge.run_once()
+                print(f"salesforce cdc: caught up ({n} event(s), {bridge.rereads} record(s) re-read)")
+            else:
+                await bridge.run_forever()
+        finally:
+            await close()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_backfill(args) -> int:
     """Re-read everything changed since --since through the poller, with a progress bar."""
     from datetime import datetime, timezone
@@ -266,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("vendor", choices=["jira", "zendesk", "salesforce"])
     p.add_argument("--once", action="store_true", help="catch up once and exit")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
+    p = sub.add_parser("cdc", help="bridge Change Data Capture events to the hub: salesforce")
+    p.add_argument("vendor", choices=["salesforce"])
+    p.add_argument("--once", action="store_true", help="emit what is due now and exit")
     p = sub.add_parser("backfill", help="re-read a vendor's changes since a date")
     p.add_argument("vendor", choices=["jira", "zendesk", "salesforce"])
     p.add_argument("--since", required=True, help="YYYY-MM-DD or ISO timestamp (UTC unless given)")
@@ -286,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     return {
         "worker": cmd_worker, "receiver": cmd_receiver, "check-config": cmd_check_config,
         "topics": cmd_topics, "replay": cmd_replay, "demo": cmd_demo, "link": cmd_link, "poller": cmd_poller,
-        "backfill": cmd_backfill,
+        "backfill": cmd_backfill, "cdc": cmd_cdc,
     }[args.command](args)
 
 

@@ -111,6 +111,42 @@ async def open_poller(settings: Any, vendor: str):
     return poller, producer
 
 
+async def open_cdc_bridge(settings: Any):
+    """``(bridge, producer, close)`` for Salesforce Change Data Capture (``switchboard cdc salesforce``):
+    change events to ``inbound.salesforce`` like the poller's rows, the replay ids on
+    ``pollers.state`` under ``salesforce-cdc``; gap events re-read through the poller's SOQL."""
+    import httpx
+
+    from connectors.salesforce.events import cdc_channel
+    from connectors.salesforce.streaming import REPLAY_ALL, REPLAY_NEW, CdcBridge, CometdSession
+
+    sf = settings.salesforce
+    if not sf.configured:
+        raise SystemExit("switchboard: the Salesforce CDC bridge needs salesforce.instance_url, client_id and client_secret "
+                         "(SWITCHBOARD_SALESFORCE__INSTANCE_URL, __CLIENT_ID, __CLIENT_SECRET)")
+    poller, producer = await open_poller(settings, "salesforce")
+    client = poller._client
+    http = httpx.AsyncClient(verify=str(settings.tls_ca_file) if settings.tls_ca_file else True)
+    session = CometdSession(http, client.instance_url, client.api_version,
+                            lambda renew: client.access_token(renew=renew))
+    k = settings.kafka
+    topic = full_name(k.topic_prefix, "inbound.salesforce")
+
+    async def emit(envelope: dict[str, Any]) -> None:
+        await producer.send_and_wait(topic, orjson.dumps(envelope), key=entity_key("salesforce", envelope).encode())
+
+    channels = {cdc_channel(name): name for name in ("Opportunity", sf.feature_request.object_name)}
+    bridge = CdcBridge(session, emit, KafkaPollerStore(settings, producer, "salesforce-cdc"), poller, channels,
+                       initial=REPLAY_ALL if sf.cdc_initial_replay == "all" else REPLAY_NEW)
+
+    async def close() -> None:
+        await http.aclose()
+        client.close()
+        await producer.stop()
+
+    return bridge, producer, close
+
+
 def _ssl(settings: Any):
     if settings.tls_ca_file is None:
         return None

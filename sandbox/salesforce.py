@@ -40,6 +40,19 @@ carry ``changeOrigin`` ``com/salesforce/api/rest/<ver>;client=<Sforce-Call-Optio
 changes made through the control endpoints (a person in the UI) an empty one. Identical changes
 to several records in one transaction become one event listing every id.
 
+The Streaming API delivers them over CometD (Bayeux 1.0, long polling only;
+https://developer.salesforce.com/docs/atlas.en-us.api_streaming.meta/api_streaming/): ``POST
+/cometd/<version>[/…]`` (version 37.0 or later: the replay extension) takes a JSON array of
+messages on ``/meta/handshake`` (answers ``ext: {"replay": true}``), ``/meta/subscribe`` (to
+``/data/ChangeEvents`` or one object's channel, with ``ext: {"replay": {<channel>: <replayId>}}``,
+``-1`` new events only, ``-2`` every retained event; an unknown id is ``400::The replayId … was
+invalid``), ``/meta/connect`` (holds until an event is due or the advice ``timeout``, 110 s, or
+the client's own ``advice.timeout`` passes) and ``/meta/disconnect``. Same OAuth bearer token as
+REST; an invalid one is ``401::Authentication invalid`` with ``reconnect: none`` (on the handshake
+``403::Handshake denied`` with the reason in ``ext.sfdc.failureReason``), a forgotten client
+``403::Unknown client`` with ``reconnect: handshake``. Events older than ``cdc_retention_s`` (72
+hours) are no longer replayed.
+
 Control endpoints besides the common ``/_sandbox/*`` ones (see :mod:`sandbox.common`), acting as a
 person in Salesforce (``user_id`` defaults to :data:`DEFAULT_PERSON_USER_ID`):
 
@@ -48,8 +61,10 @@ person in Salesforce (``user_id`` defaults to :data:`DEFAULT_PERSON_USER_ID`):
 ``{"records"}``; ``POST /_sandbox/records/{Object}/{id}`` ``{"fields", "user_id"}`` → ``{"record"}``;
 ``DELETE /_sandbox/records/{Object}/{id}[?user_id=]`` and ``POST …/{id}/undelete`` → ``{"record"}``;
 ``GET /_sandbox/cdc[?after=<replayId>]`` → ``{"events", "latest_replay_id", …config}``;
-``POST /_sandbox/cdc`` ``{"enabled", "entities", "next_gaps": n, "gap_kind": "gap"|"overflow"}``
-(the next ``n`` changes become ``GAP_<type>`` events, or ``GAP_OVERFLOW`` events without ids);
+``POST /_sandbox/cdc`` ``{"enabled", "entities", "next_gaps": n, "gap_kind": "gap"|"overflow",
+"drop_clients": true, "expire_before": replayId}`` (the next ``n`` changes become ``GAP_<type>``
+events, or ``GAP_OVERFLOW`` events without ids; CometD clients are forgotten; older events leave
+the retention window);
 ``GET|POST /_sandbox/limits`` ``{"max", "used"}`` (the daily allocation);
 ``POST /_sandbox/tokens/expire`` (every issued token becomes invalid);
 ``GET|POST|DELETE /_sandbox/errors`` ``[{"path", "errorCode", "status"?, "message"?, "fields"?,
@@ -58,6 +73,7 @@ person in Salesforce (``user_id`` defaults to :data:`DEFAULT_PERSON_USER_ID`):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -98,6 +114,14 @@ DEFAULT_PERSON_USER_ID = to_18("005Hq000000PerS")  # a sales rep working in the 
 DEFAULT_CURRENCY = "USD"
 ACTIVE_CURRENCIES = ("USD", "EUR", "GBP", "JPY")
 DEFAULT_CDC_ENTITIES = ("Account", "Opportunity", "Feature_Request__c")
+# Streaming API: the replay extension needs API 37.0+; the server's long-poll advice is 110 s;
+# change events are retained 72 hours.
+COMETD_MIN_VERSION = 37
+COMETD_TIMEOUT_MS = 110_000
+CDC_RETENTION_S = 72 * 3600
+ALL_CHANGE_EVENTS = "/data/ChangeEvents"
+#: the most events one /meta/connect answer carries (ours; Salesforce batches too)
+COMETD_BATCH = 500
 KEY_PREFIXES = {"Account": "001", "Opportunity": "006", "Task": "00T", "Feature_Request__c": "a05"}
 QUERY_LOCATOR_PREFIX = "01g"
 # Opportunity stages of a new org: default probability, closed, won.
@@ -250,6 +274,14 @@ class InjectedError:
 
 
 @dataclass
+class _CometdClient:
+    client_id: str
+    token: str
+    #: channel → replay id of the last event delivered (or due: -1 is resolved at subscribe time)
+    cursors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class _Change:
     """One record's part of a transaction, for the change event."""
 
@@ -303,6 +335,9 @@ class SalesforceState(SandboxState):
         self.cdc_entities = set(entities)
         self.cdc_events: list[dict[str, Any]] = []
         self.next_gaps, self.gap_kind = 0, "gap"
+        self.cometd_clients: dict[str, _CometdClient] = {}
+        self.cdc_expired_before = 0  # replay ids below this left the retention window
+        self.cometd_timeout_ms = COMETD_TIMEOUT_MS
         self.injected: list[InjectedError] = []
         self.created_at_ms = int(self.wall_clock() * 1000)
         self._counters: dict[str, int] = {}
@@ -655,7 +690,7 @@ class SalesforceState(SandboxState):
                 "gap_kind": self.gap_kind, "latest_replay_id": len(self.cdc_events), "events": events}
 
     def configure_cdc(self, data: Mapping[str, Any]) -> None:
-        unknown = set(data) - {"enabled", "entities", "next_gaps", "gap_kind"}
+        unknown = set(data) - {"enabled", "entities", "next_gaps", "gap_kind", "drop_clients", "expire_before"}
         if unknown:
             raise SandboxError(f"unknown cdc settings: {sorted(unknown)}")
         if not isinstance(data.get("enabled", True), bool):
@@ -668,10 +703,104 @@ class SalesforceState(SandboxState):
             raise SandboxError("'next_gaps' must be a non-negative integer")
         if data.get("gap_kind", "gap") not in ("gap", "overflow"):
             raise SandboxError("'gap_kind' must be 'gap' or 'overflow'")
+        expire = data.get("expire_before", 0)
+        if not isinstance(expire, int) or isinstance(expire, bool) or expire < 0:
+            raise SandboxError("'expire_before' must be a replay id")
+        if data.get("drop_clients"):
+            self.cometd_clients.clear()
+        self.cdc_expired_before = max(self.cdc_expired_before, expire)
         self.cdc_enabled = data.get("enabled", self.cdc_enabled)
         self.cdc_entities = set(entities) if entities is not None else self.cdc_entities
         self.next_gaps = data.get("next_gaps", self.next_gaps)
         self.gap_kind = data.get("gap_kind", self.gap_kind)
+
+    # --- Streaming API (CometD) ----------------------------------------------------------------------------
+
+    def _retained_from(self) -> int:
+        """The oldest replay id still retained (72 hours, or what ``expire_before`` left)."""
+        horizon = self._now_ms() - CDC_RETENTION_S * 1000
+        first = self.cdc_expired_before or 1
+        for event in self.cdc_events[first - 1:]:
+            if event["data"]["payload"]["ChangeEventHeader"]["commitTimestamp"] >= horizon:
+                return event["data"]["event"]["replayId"]
+        return len(self.cdc_events) + 1
+
+    def cometd_due(self, client: _CometdClient) -> list[dict[str, Any]]:
+        """The events due to ``client`` (oldest first, at most a batch), its cursors moved past them."""
+        due: list[dict[str, Any]] = []
+        start = max(min(client.cursors.values(), default=len(self.cdc_events)), self._retained_from() - 1)
+        for event in self.cdc_events[start:]:
+            replay = event["data"]["event"]["replayId"]
+            for channel, cursor in client.cursors.items():
+                if replay > cursor and channel in (event["channel"], ALL_CHANGE_EVENTS):
+                    due.append({"channel": channel, "data": event["data"]})
+                    client.cursors[channel] = replay
+            if len(due) >= COMETD_BATCH:
+                break
+        return due
+
+    def cometd_message(self, message: Any, token: str | None) -> dict[str, Any]:
+        """The answer to one Bayeux message other than ``/meta/connect`` (handled by the server)."""
+        if not isinstance(message, dict) or not isinstance(message.get("channel"), str):
+            return {"successful": False, "error": "400::Bad request: expected Bayeux messages"}
+        channel = message["channel"]
+        base: dict[str, Any] = {"channel": channel}
+        if "id" in message:
+            base["id"] = message["id"]
+        auth_error = self._cometd_auth(token)
+        if channel == "/meta/handshake":
+            if auth_error:
+                return {**base, "successful": False, "error": "403::Handshake denied", "advice": {"reconnect": "none"},
+                        "ext": {"sfdc": {"failureReason": auth_error}}}
+            client = _CometdClient(uuid.uuid4().hex[:26], token or "")
+            self.cometd_clients[client.client_id] = client
+            return {**base, "successful": True, "version": "1.0", "minimumVersion": "1.0", "clientId": client.client_id,
+                    "supportedConnectionTypes": ["long-polling"], "ext": {"replay": True, "payload.format": True},
+                    "advice": {"interval": 0, "timeout": self.cometd_timeout_ms, "reconnect": "retry"}}
+        client = self.cometd_clients.get(message.get("clientId") or "")
+        if client is not None:
+            base["clientId"] = client.client_id
+        if auth_error:
+            return {**base, "successful": False, "error": auth_error, "advice": {"reconnect": "none", "interval": 0}}
+        if client is None:
+            return {**base, "successful": False, "error": "403::Unknown client", "advice": {"reconnect": "handshake", "interval": 0}}
+        if channel == "/meta/disconnect":
+            del self.cometd_clients[client.client_id]
+            return {**base, "successful": True}
+        if channel in ("/meta/subscribe", "/meta/unsubscribe"):
+            subscription = message.get("subscription")
+            base["subscription"] = subscription
+            known = {ALL_CHANGE_EVENTS} | {cdc_channel(name) for name in self.cdc_entities}
+            if subscription not in known:
+                return {**base, "successful": False,
+                        "error": f"400::The channel you requested to subscribe to does not exist {subscription}"}
+            if channel == "/meta/unsubscribe":
+                client.cursors.pop(subscription, None)
+                return {**base, "successful": True}
+            replay = ((message.get("ext") or {}).get("replay") or {}).get(subscription, -1)
+            retained = self._retained_from()
+            if replay == -1:
+                cursor = len(self.cdc_events)
+            elif replay == -2:
+                cursor = retained - 1
+            elif isinstance(replay, int) and not isinstance(replay, bool) and retained - 1 <= replay <= len(self.cdc_events):
+                cursor = replay
+            else:
+                return {**base, "successful": False,
+                        "error": f"400::The replayId {{{replay}}} you provided was invalid.  Please provide a valid ID, "
+                                 "-2 to replay all events, or -1 to replay only new events."}
+            client.cursors[subscription] = cursor
+            return {**base, "successful": True}
+        return {**base, "successful": False, "error": f"400::Unknown channel {channel}"}
+
+    def _cometd_auth(self, token: str | None) -> str | None:
+        if not token:
+            return "401::Request requires authentication"
+        try:
+            self.authenticate(token)
+        except ApiError:
+            return "401::Authentication invalid"
+        return None
 
     def _publish(self, changes: list[_Change], user_id: str, origin: str) -> None:
         """One transaction's change events; identical changes share one event."""
@@ -1301,6 +1430,50 @@ async def _ctl_errors(request: web.Request) -> web.Response:
     return await _control(request, action)
 
 
+async def _cometd(request: web.Request) -> web.Response:
+    """One Bayeux request: a JSON array of messages; ``/meta/connect`` holds until events are due."""
+    state: SalesforceState = request.app[STATE]
+    version = request.match_info["version"]
+    if not COMETD_MIN_VERSION <= int(version.split(".")[0]) <= MAX_API_VERSION:
+        return web.json_response([{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}], status=404)
+    try:
+        messages = json.loads(await request.read() or b"null")
+    except ValueError:
+        messages = None
+    if isinstance(messages, dict):
+        messages = [messages]
+    if not isinstance(messages, list) or not messages:
+        return web.json_response([{"successful": False, "error": "400::Bad request: expected Bayeux messages"}], status=400)
+    token = request.headers.get("Authorization")
+    answers: list[dict[str, Any]] = []
+    for message in messages:
+        if not (isinstance(message, dict) and message.get("channel") == "/meta/connect"):
+            answers.append(state.cometd_message(message, token))
+            continue
+        reply: dict[str, Any] = {"channel": "/meta/connect", **({"id": message["id"]} if "id" in message else {})}
+        client = state.cometd_clients.get(message.get("clientId") or "")
+        auth_error = state._cometd_auth(token)
+        if auth_error:
+            answers.append({**reply, "successful": False, "error": auth_error, "advice": {"reconnect": "none", "interval": 0}})
+            continue
+        if client is None:
+            answers.append({**reply, "successful": False, "error": "403::Unknown client",
+                            "advice": {"reconnect": "handshake", "interval": 0}})
+            continue
+        advice = message.get("advice") if isinstance(message.get("advice"), dict) else {}
+        wait_ms = advice.get("timeout", state.cometd_timeout_ms)
+        wait_ms = min(state.cometd_timeout_ms, wait_ms) if isinstance(wait_ms, int) and wait_ms >= 0 else state.cometd_timeout_ms
+        deadline = state.clock() + wait_ms / 1000
+        due = state.cometd_due(client)
+        while not due and state.clock() < deadline and client.client_id in state.cometd_clients:
+            await asyncio.sleep(0.05)
+            due = state.cometd_due(client)
+        answers.extend(due)
+        answers.append({**reply, "clientId": client.client_id, "successful": client.client_id in state.cometd_clients,
+                        "advice": {"interval": 0, "timeout": state.cometd_timeout_ms, "reconnect": "retry"}})
+    return web.json_response(answers)
+
+
 STATE: web.AppKey[SalesforceState] = web.AppKey("salesforce_state", SalesforceState)
 
 
@@ -1312,6 +1485,8 @@ def create_app(state: SalesforceState | None = None) -> web.Application:
     slash = "{slash:/?}"
     sobject = "{sobject:[A-Za-z][A-Za-z0-9_]*}"
     app.router.add_post("/services/oauth2/token", _token)
+    app.router.add_post("/cometd/{version:\\d+\\.\\d}", _cometd)
+    app.router.add_post("/cometd/{version:\\d+\\.\\d}/{tail:.*}", _cometd)
     routes: list[tuple[str, str, RestHandler]] = [
         ("GET", f"{api}/query{slash}", _query(False)),
         ("GET", f"{api}/queryAll{slash}", _query(True)),

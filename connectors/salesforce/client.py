@@ -261,6 +261,28 @@ class SalesforceClient:
         """``(used, max)`` of the daily API allocation, from the last ``Sforce-Limit-Info`` seen."""
         return self._session.api_usage
 
+    async def access_token(self, *, renew: bool = False) -> str:
+        """The current OAuth access token, for the Streaming API (CometD), which shares it with REST.
+        ``renew`` drops the current one first (CometD said ``401::Authentication invalid``)."""
+
+        def fetch() -> str:
+            try:
+                if renew and self._tokens._current is not None:
+                    self._tokens.discard(self._tokens._current)
+                return self._tokens.get()
+            except Exception as exc:  # noqa: BLE001 - typed here, once
+                raise classify(exc, "token") from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fetch)
+
+    @property
+    def instance_url(self) -> str:
+        return self._session._base_url
+
+    @property
+    def api_version(self) -> str:
+        return self._version
+
     @property
     def tokens_fetched(self) -> int:
         return self._tokens.fetched

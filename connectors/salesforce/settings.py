@@ -16,6 +16,7 @@ https://developer.salesforce.com/docs/platform/api/guide/api-eol-soap.html).
 from __future__ import annotations
 
 import re
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -105,6 +106,9 @@ class SalesforceSettings(BaseModel):
     overlap_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     page_size: int = Field(default=QUERY_BATCH_MAX, ge=QUERY_BATCH_MIN, le=QUERY_BATCH_MAX)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
+    #: Where the CDC bridge starts a channel it has no stored replay id for: "all" retained change
+    #: events (72 hours) or only "new" ones.
+    cdc_initial_replay: Literal["all", "new"] = "all"
     #: PEM bundle to trust instead of the system CAs (the sandbox's throwaway CA).
     ca_file: str | None = None
 
