@@ -267,6 +267,72 @@ def cmd_bench(args, rest) -> int:
     return bench_main(rest)
 
 
+def cmd_web(args) -> int:
+    from hub.logs import setup_logging
+    from hub.web.server import serve
+
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+    if not settings.web.viewers:
+        print("switchboard: configuration error: web.viewers: no viewer can sign in; add one, e.g. "
+              "SWITCHBOARD_WEB__VIEWERS__ADMIN__PASSWORD=... and SWITCHBOARD_WEB__VIEWERS__ADMIN__ADMIN=true", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_top(args) -> int:
+    import os
+
+    from hub.web.tools import ApiError, fetch_json, format_top, ranked_url
+
+    settings = _settings(args)
+    base = args.url or f"http://{settings.web.host}:{settings.web.port}"
+    token = os.environ.get("SWITCHBOARD_TOKEN")
+    try:
+        doc = fetch_json(ranked_url(base, args.by, args.limit, args.currency), token)
+    except ApiError as exc:
+        print(f"switchboard top: {exc}", file=sys.stderr)
+        return 1
+    print(format_top(doc))
+    return 0
+
+
+def cmd_trace(args) -> int:
+    import json
+
+    from hub.web.tools import format_trace, trace
+
+    settings = _settings(args)
+    doc = asyncio.run(trace(settings, args.event_id))
+    if doc is None:
+        print(f"switchboard trace: no event {args.event_id!r} on the topics", file=sys.stderr)
+        return 1
+    print(json.dumps(doc, indent=2) if args.json else format_trace(doc))
+    return 0
+
+
+def cmd_routes(args) -> int:
+    from hub.routing.explain import explain_file
+
+    try:
+        print(explain_file(args.file, args.event))
+    except (OSError, ValueError) as exc:
+        print(f"switchboard routes test: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_config_docs(args) -> int:
+    from hub.config_docs import render
+
+    print(render(), end="")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from hub.demo import run_demo
 
@@ -301,6 +367,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--since", required=True, help="YYYY-MM-DD or ISO timestamp (UTC unless given)")
     p = sub.add_parser("demo", help="run broker, hub and fakes with a scripted incident scenario")
     p.add_argument("--once", action="store_true", help="run the scenario, print a summary, exit 0 only if every effect was seen")
+    sub.add_parser("web", help="run the operators' view and its JSON API")
+    p = sub.add_parser("top", help="issues ranked by revenue at stake, from the web view's API (token: SWITCHBOARD_TOKEN)")
+    p.add_argument("--by", choices=["revenue", "tickets"], default="revenue")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--currency", help="rank by this currency's total")
+    p.add_argument("--url", help="the web view (default http://<web.host>:<web.port>)")
+    p = sub.add_parser("trace", help="the path of one event through the hub, read from the topics")
+    p.add_argument("event_id")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("routes", help="routes test FILE EVENT.json: which route an event takes, and why")
+    p.add_argument("action", choices=["test"])
+    p.add_argument("file", help="a routing file")
+    p.add_argument("event", help="a tracker event (events.tracker record) or a raw Jira webhook body, as JSON")
+    sub.add_parser("config-docs", help="print the configuration reference generated from the settings models")
     sub.add_parser("broker", help="local Kafka broker: start|stop|status|logs", add_help=False)
     sub.add_parser("sandbox", help="run the fake SaaS servers", add_help=False)
     sub.add_parser("bench", help="benchmark the incident path against raw aiokafka (prints JSON)", add_help=False)
@@ -317,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": cmd_worker, "receiver": cmd_receiver, "check-config": cmd_check_config,
         "topics": cmd_topics, "replay": cmd_replay, "demo": cmd_demo, "link": cmd_link, "poller": cmd_poller,
         "backfill": cmd_backfill, "cdc": cmd_cdc,
+        "web": cmd_web, "top": cmd_top, "trace": cmd_trace, "routes": cmd_routes, "config-docs": cmd_config_docs,
     }[args.command](args)
 
 

@@ -104,9 +104,15 @@ class Receiver:
         zsecret = settings.zendesk.webhook_secret
         self._zendesk_secret = zsecret.get_secret_value().encode() if zsecret is not None else None
         self.counts: dict[str, int] = {}
+        from hub.metrics import ReceiverMetrics
+
+        self.metrics = ReceiverMetrics()
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
+        connector, _, result = key.partition(".webhook.")
+        if result:  # "<vendor>.webhook.<result>": one event in (or refused), per connector
+            self.metrics.webhooks.labels(connector, result).inc()
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -129,7 +135,13 @@ class Receiver:
         app.router.add_post("/api/links", self.link_api)
         app.router.add_get("/health", self.health)
         app.router.add_get("/stats", self.stats)
+        app.router.add_get("/metrics", self.metrics_page)
         return app
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        from hub.metrics import CONTENT_TYPE
+
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def health(self, request: web.Request) -> web.Response:
         ok = self.producer is not None
@@ -181,6 +193,12 @@ class Receiver:
     async def _ingest(self, request: web.Request, *, vendor: str, limit: int, verify, classify, delivery_id: str | None,
                       signature_header: str) -> web.Response:
         """The guard ladder shared by every webhook: size, signature, JSON, classify, dedup, store."""
+        with self.metrics.latency.labels(vendor).time():
+            return await self._guard_ladder(request, vendor=vendor, limit=limit, verify=verify, classify=classify,
+                                            delivery_id=delivery_id, signature_header=signature_header)
+
+    async def _guard_ladder(self, request: web.Request, *, vendor: str, limit: int, verify, classify, delivery_id: str | None,
+                            signature_header: str) -> web.Response:
         if request.content_length is not None and request.content_length > limit:
             return self._refuse(413, f"{vendor}.webhook.too-large", f"body larger than {limit} bytes")
         try:

@@ -13,6 +13,22 @@ from hub.kafka_admin import partition_count
 from topics import full_name
 
 
+def replayable(dead: dict) -> bool:
+    """A dead letter can go back when it kept its record and names a topic that record can be read from
+    (a receiver dead letter has no issue id: replaying it would fail the same way)."""
+    return dead.get("value") is not None and bool(dead.get("source_topic")) and not str(dead.get("stage") or "").startswith("receiver.")
+
+
+async def put_back(producer: AIOKafkaProducer, prefix: str, dead: dict) -> str:
+    """Produce one dead letter's record on its source topic (acknowledged); return that topic's short name.
+    A replayed action starts a fresh retry count."""
+    value, source, key = dead["value"], dead["source_topic"], dead.get("key")
+    if isinstance(value, dict) and "attempt" in value:
+        value = {**value, "attempt": 0}
+    await producer.send_and_wait(full_name(prefix, source), orjson.dumps(value), key=key.encode() if key else None)
+    return source
+
+
 async def replay(settings, *, stage: str | None = None, limit: int | None = None, dry_run: bool = False) -> int:
     k = settings.kafka
     dl_topic = full_name(k.topic_prefix, "deadletter")
@@ -38,17 +54,9 @@ async def replay(settings, *, stage: str | None = None, limit: int | None = None
                     if rec.offset >= ends[tp]:
                         continue
                     dead = orjson.loads(rec.value)
-                    if (stage is None or dead.get("stage") == stage) and dead.get("value") is not None and (limit is None or count < limit):
-                        value = dead["value"]
-                        source = dead["source_topic"]
-                        if dead.get("stage") == "receiver.jira":
-                            continue  # no issue id: replaying would fail the same way
-                        if isinstance(value, dict) and "attempt" in value:
-                            value = {**value, "attempt": 0}
+                    if (stage is None or dead.get("stage") == stage) and replayable(dead) and (limit is None or count < limit):
                         if not dry_run:
-                            key = dead.get("key")
-                            await producer.send_and_wait(full_name(k.topic_prefix, source), orjson.dumps(value),
-                                                         key=key.encode() if key else None)
+                            await put_back(producer, k.topic_prefix, dead)
                         count += 1
                     if not dry_run:
                         await consumer.commit({tp: rec.offset + 1})

@@ -140,6 +140,50 @@ class ReceiverSettings(_Section):
     api_token: SecretStr | None = None
 
 
+class ViewerSettings(_Section):
+    """One person or tool allowed into the operators' view (``switchboard web``) and its API."""
+
+    #: bearer token (``Authorization: Bearer …``): for the JSON API and ``switchboard top``
+    token: SecretStr | None = None
+    #: password for HTTP basic auth, the user name being the viewer's name: for browsers
+    password: SecretStr | None = None
+    #: restricted projects (routing's ``restricted_projects``, a security level, or no project) this
+    #: viewer may see in full; ``"*"``: every one. Anyone else sees such issues without their summary
+    restricted_projects: list[str] = Field(default_factory=list)
+    #: may replay dead letters from the view and the API
+    admin: bool = False
+
+    @model_validator(mode="after")
+    def _credential(self) -> "ViewerSettings":
+        if self.token is None and self.password is None:
+            raise ValueError("a viewer needs a token or a password")
+        for secret in (self.token, self.password):
+            if secret is not None and len(secret.get_secret_value()) < 12:
+                raise ValueError("tokens and passwords must be at least 12 characters")
+        return self
+
+
+class WebSettings(_Section):
+    """The operators' view and its JSON API (``switchboard web``, see hub/web/)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535)
+    #: viewer name → credentials and access; none configured: ``switchboard web`` refuses to start
+    viewers: dict[str, ViewerSettings] = Field(default_factory=dict)
+    #: timeline entries kept per issue (events and effects, newest kept)
+    timeline_size: int = Field(200, ge=10, le=10_000)
+    #: dead letters kept in the view (newest kept)
+    deadletter_size: int = Field(1000, ge=10, le=100_000)
+
+
+class MetricsSettings(_Section):
+    """Prometheus ``/metrics``: the receiver and the web view serve it on their own port; the worker here."""
+
+    #: port of the worker's /metrics (0: off)
+    worker_port: int = Field(0, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
@@ -170,6 +214,8 @@ class Settings(BaseSettings):
     zendesk: ZendeskSettings = ZendeskSettings()
     salesforce: SalesforceSettings = SalesforceSettings()
     sales: SalesSettings = SalesSettings()
+    web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("store")
     @classmethod

@@ -108,6 +108,12 @@ class HubProcesses:
         self._spawn("receiver")
         self.wait_http(f"{self.receiver_url}/health", timeout, role="receiver")
 
+    def start_web(self, port: int, timeout: float = 60.0) -> None:
+        """Start ``switchboard web`` (the operators' view) on ``port``; returns once /health answers 200."""
+        self.env["SWITCHBOARD_WEB__PORT"] = str(port)
+        self._spawn("web")
+        self.wait_http(f"http://127.0.0.1:{port}/health", timeout, role="web")
+
     def start_worker(self, timeout: float = 90.0) -> None:
         """Start the worker and wait until faust says it is ready (partitions assigned)."""
         log_path = self.log_dir / "worker.log"
