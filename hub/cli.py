@@ -91,6 +91,22 @@ def cmd_worker(args) -> int:
         log.info("worker.ready")
         print("worker.ready", flush=True)
 
+    if settings.routing_reload_s > 0:
+        from hub.reload import RoutingWatcher
+
+        watcher = RoutingWatcher(settings.routing_file, lambda cfg: setattr(hub, "routing", cfg), settings=settings)
+
+        @hub.app.timer(interval=settings.routing_reload_s)
+        async def _reload_routing():
+            watcher.check()
+
+    if settings.metrics.worker_port:
+        from prometheus_client import start_http_server
+
+        from hub.metrics import worker_registry
+
+        start_http_server(settings.metrics.worker_port, addr=settings.metrics.host, registry=worker_registry(lambda: dict(hub.pipelines)))
+
     from faust.worker import Worker
 
     worker = Worker(hub.app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)

@@ -197,6 +197,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".switchboard/data")
     #: the routing file (incidents, channels, receivers, routing tree)
     routing_file: Path = DEFAULT_ROUTING_FILE
+    #: seconds between checks of the routing file for changes, applied without a restart (0: never reload)
+    routing_reload_s: float = Field(5.0, ge=0)
     #: faust table store: "rocksdb://" (rocksdict, durable local cache) or "memory://"
     store: str = "rocksdb://"
     #: faust's own web server port for the worker (0: disabled)

@@ -406,6 +406,17 @@ def _trace_html(doc: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------- entry point
 
+async def _watch_routing(settings, model: ReadModel, stop: asyncio.Event) -> None:
+    from hub.reload import RoutingWatcher
+
+    watcher = RoutingWatcher(settings.routing_file, lambda cfg: setattr(model, "restricted_projects", frozenset(cfg.restricted_projects)))
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=settings.routing_reload_s)
+        except asyncio.TimeoutError:
+            watcher.check()
+
+
 async def serve(settings, *, host: str | None = None, port: int | None = None, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run the view until ``stop`` is set (or forever): feed, lag watcher, producer for replays, HTTP."""
@@ -417,6 +428,8 @@ async def serve(settings, *, host: str | None = None, port: int | None = None, r
     await feed.start()
     await view.start_producer()
     tasks = [asyncio.create_task(feed.run(stop)), asyncio.create_task(feed.watch_lag(stop))]
+    if settings.routing_reload_s > 0:  # the restricted projects follow the routing file, as in the worker
+        tasks.append(asyncio.create_task(_watch_routing(settings, model, stop)))
     runner = web.AppRunner(view.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host or settings.web.host, settings.web.port if port is None else port)

@@ -24,6 +24,7 @@ import uuid
 import pytest
 import pytest_asyncio
 
+from hub.settings import DEFAULT_ROUTING_FILE
 from hub.stack import SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD, HubProcesses, free_port, hub_env, sandbox_env
 from sandbox import salesforce as sf_fake
 from sandbox.pagerduty import PagerDutyState
@@ -107,8 +108,14 @@ async def world(kafka_bootstrap, tmp_path_factory):
         "SWITCHBOARD_WEB__VIEWERS__ADMIN__RESTRICTED_PROJECTS": '["*"]', "SWITCHBOARD_WEB__VIEWERS__ADMIN__ADMIN": "true",
         "SWITCHBOARD_WEB__VIEWERS__VIEWER__TOKEN": VIEWER_TOKEN, "SWITCHBOARD_WEB__VIEWERS__VIEWER__PASSWORD": VIEWER_PASSWORD,
     })
+    routing = tmp / "routing.yaml"
+    routing.write_text(DEFAULT_ROUTING_FILE.read_text())
+    metrics_port = free_port()
+    env.update({"SWITCHBOARD_ROUTING_FILE": str(routing), "SWITCHBOARD_ROUTING_RELOAD_S": "1",
+                "SWITCHBOARD_METRICS__WORKER_PORT": str(metrics_port)})
     procs = HubProcesses(env=env, log_dir=tmp / "logs", receiver_port=port)
     w = World(sandbox, procs, web_port)
+    w.routing, w.worker_metrics = routing, f"http://127.0.0.1:{metrics_port}/metrics"
     w.tmp = tmp
     try:
         await asyncio.to_thread(procs.start_receiver)
@@ -338,4 +345,28 @@ async def test_metrics_expose_the_counters(world):
     assert 'switchboard_webhooks_total{connector="jira",result="accepted"}' in receiver
     assert 'switchboard_webhooks_total{connector="zendesk",result="accepted"}' in receiver
     assert "switchboard_webhook_seconds_bucket" in receiver
-    assert not any(s in web + receiver for s in SECRETS)
+    worker = await asyncio.to_thread(scrape, w.worker_metrics)
+    assert 'switchboard_processor_records_total{processor="incidents",result="in"}' in worker
+    assert 'switchboard_worker_delivery_outcomes_total{outcome="sent",vendor="pagerduty"}' in worker
+    assert not any(s in web + receiver + worker for s in SECRETS)
+
+
+async def test_routing_reloads_without_a_restart(world):
+    w = world
+    jira, pd = w.sandbox.states["jira"], w.sandbox.states["pagerduty"]
+
+    def posted(summary):
+        return [m for m in w.sandbox.states["slack"].history("C0INCIDENTS") if summary in str(m)]
+
+    # a low-priority bug labelled customer-impact is no incident under the running routing file ...
+    before = jira.create_issue("OPS", "Refunds fail", issue_type="Bug", priority="Low", labels=["customer-impact"])
+    await jira.deliver()
+    await eventually(lambda: _issue(w, before.key), what="the bug in the view")
+    # ... then the admin adds a rule; the worker picks it up while running
+    w.routing.write_text(w.routing.read_text().replace("incidents:\n", "incidents:\n  - matchers: ['labels=\"customer-impact\"']\n", 1))
+    await eventually(lambda: "routing.reloaded" in w.procs.tail("worker", 400), timeout=30, what="the worker reloading the routing file")
+    after = jira.create_issue("OPS", "Payouts fail", issue_type="Bug", priority="Low", labels=["customer-impact"])
+    await jira.deliver()
+    await eventually(lambda: posted("Payouts fail"), timeout=60, what="the bug matched by the new rule posted in #incidents")
+    assert not posted("Refunds fail")
+    assert (await eventually(lambda: _issue(w, after.key), what="the new incident in the view"))["incident"]["state"] == "triggered"
