@@ -69,5 +69,6 @@ def register_all(hub) -> None:
             from connectors.salesforce.client import SalesforceClient
 
             sf_client = SalesforceClient.from_settings(s.salesforce, ssl_ca_file=str(s.tls_ca_file) if s.tls_ca_file else None)
-        register_vendor(hub, vendor="salesforce", topic="actions.salesforce", converger=SalesforceConverger(sf_client, dry_run=s.sales.dry_run))
+        register_vendor(hub, vendor="salesforce", topic="actions.salesforce", converger=SalesforceConverger(sf_client, dry_run=s.sales.dry_run,
+                                                                                                      notice=s.sales.owner_notice))
     register_retry_tiers(hub)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from connectors.jira.settings import JiraSettings
@@ -127,6 +127,9 @@ class SalesSettings(_Section):
     jira_weighted_amount_field_id: str | None = None
     jira_opportunity_count_field_id: str | None = None
     jira_close_date_field_id: str | None = None
+    #: how the owner of an open opportunity hears that a linked issue is resolved: a Task assigned to
+    #: them ("task") or a Chatter post on the opportunity mentioning them ("chatter"); once either way
+    owner_notice: Literal["task", "chatter"] = "task"
     #: dry run: Salesforce write-backs and Tasks are recorded on the results topic instead of being sent
     dry_run: bool = False
 

@@ -8,8 +8,12 @@ Implemented, as documented in the REST API Developer Guide
 ``refresh_token``); under ``/services/data/vXX.X/``: ``query`` and ``queryAll`` (``?q=``) with
 their ``nextRecordsUrl`` follow-ups ``query/01g…-2000``, ``GET|PATCH|DELETE sobjects/{Object}/{id}``,
 ``POST sobjects/{Object}`` (201 ``{id, errors, success}``), ``GET sobjects/{Object}/updated/`` and
-``…/deleted/?start=&end=``, ``GET limits``. Trailing slashes are accepted (simple-salesforce
-sends them).
+``…/deleted/?start=&end=``, ``GET limits``; Chatter (Connect REST API,
+https://developer.salesforce.com/docs/atlas.en-us.chatterapi.meta/chatterapi/): ``POST
+chatter/feed-elements`` (a ``FeedItem`` of ``Text`` and ``Mention`` segments on a record's or a
+user's feed, 201 with the feed element) and ``GET chatter/feeds/record/{id}/feed-elements`` (newest
+first, ``pageSize`` 1-100, default 25, ``nextPageUrl``). Trailing slashes are accepted
+(simple-salesforce sends them).
 
 Like Salesforce: errors are JSON arrays of ``{message, errorCode, fields?}``; expired or unknown
 tokens get 401 ``INVALID_SESSION_ID``; every API answer carries ``Sforce-Limit-Info:
@@ -123,6 +127,9 @@ ALL_CHANGE_EVENTS = "/data/ChangeEvents"
 #: the most events one /meta/connect answer carries (ours; Salesforce batches too)
 COMETD_BATCH = 500
 KEY_PREFIXES = {"Account": "001", "Opportunity": "006", "Task": "00T", "Feature_Request__c": "a05"}
+FEED_ITEM_PREFIX = "0D5"
+# Chatter: feed pages default to 25 elements, at most 100; a feed item's text is at most 10,000 characters.
+FEED_PAGE_DEFAULT, FEED_PAGE_MAX, FEED_TEXT_MAX = 25, 100, 10_000
 QUERY_LOCATOR_PREFIX = "01g"
 # Opportunity stages of a new org: default probability, closed, won.
 STAGES: dict[str, tuple[float, bool, bool]] = {
@@ -336,6 +343,7 @@ class SalesforceState(SandboxState):
         self.cdc_events: list[dict[str, Any]] = []
         self.next_gaps, self.gap_kind = 0, "gap"
         self.cometd_clients: dict[str, _CometdClient] = {}
+        self.feed_items: list[dict[str, Any]] = []  # Chatter feed elements, oldest first
         self.cdc_expired_before = 0  # replay ids below this left the retention window
         self.cometd_timeout_ms = COMETD_TIMEOUT_MS
         self.injected: list[InjectedError] = []
@@ -588,6 +596,7 @@ class SalesforceState(SandboxState):
             "tokens": len(self.tokens), "query_locators": len(self.locators),
             "api_usage": {"used": self.api_used(), "max": self.api_window.limit},
             "cdc": self.cdc_json(),
+            "feed_items": self.feed_items,
         }  # fmt: skip
 
     # --- queries -------------------------------------------------------------------------------------------
@@ -713,6 +722,56 @@ class SalesforceState(SandboxState):
         self.cdc_entities = set(entities) if entities is not None else self.cdc_entities
         self.next_gaps = data.get("next_gaps", self.next_gaps)
         self.gap_kind = data.get("gap_kind", self.gap_kind)
+
+    # --- Chatter ---------------------------------------------------------------------------------------------
+
+    def post_feed_item(self, data: Mapping[str, Any], *, user_id: str, version: str) -> dict[str, Any]:
+        """A FeedItem on a record's or a user's feed, as ``POST chatter/feed-elements`` makes it."""
+        def invalid(message: str) -> ApiError:
+            return ApiError(400, "INVALID_API_INPUT", message)
+
+        if data.get("feedElementType") != "FeedItem":
+            raise invalid("feedElementType: FeedItem is the only supported type")
+        subject = data.get("subjectId")
+        if not is_id(subject):
+            raise invalid("subjectId: a record or user id is required")
+        subject = to_18(subject)
+        if not subject.startswith("005") and not any(subject in records and not records[subject].values["IsDeleted"]
+                                                     for records in self.records.values()):
+            raise not_found()
+        segments = (data.get("body") or {}).get("messageSegments") if isinstance(data.get("body"), dict) else None
+        if not isinstance(segments, list) or not segments:
+            raise invalid("body.messageSegments: at least one segment is required")
+        shown: list[dict[str, Any]] = []
+        for segment in segments:
+            kind = segment.get("type") if isinstance(segment, dict) else None
+            if kind == "Text" and isinstance(segment.get("text"), str):
+                shown.append({"type": "Text", "text": segment["text"]})
+            elif kind == "Mention" and is_id(segment.get("id")) and str(segment["id"]).startswith("005"):
+                user = to_18(segment["id"])
+                shown.append({"type": "Mention", "text": f"@{user}", "record": {"id": user, "type": "User"}})
+            else:
+                raise invalid("body.messageSegments: Text (text) and Mention (a user id) are supported")
+        text = "".join(s["text"] for s in shown)
+        if len(text) > FEED_TEXT_MAX:
+            raise invalid(f"body: the text is over {FEED_TEXT_MAX} characters")
+        element_id = self.new_id(FEED_ITEM_PREFIX)
+        element = {
+            "id": element_id, "feedElementType": "FeedItem", "type": "TextPost", "actor": {"id": user_id, "type": "User"},
+            "parent": {"id": subject}, "body": {"text": text, "messageSegments": shown},
+            "createdDate": _rest_time(self._now_ms()), "url": f"/services/data/v{version}/chatter/feed-elements/{element_id}",
+        }  # fmt: skip
+        self.feed_items.append(element)
+        return element
+
+    def record_feed(self, record_id: str, *, page: int, page_size: int, version: str) -> dict[str, Any]:
+        rid = to_18(record_id)
+        elements = [e for e in reversed(self.feed_items) if e["parent"]["id"] == rid]
+        chunk = elements[page * page_size:(page + 1) * page_size]
+        base = f"/services/data/v{version}/chatter/feeds/record/{rid}/feed-elements"
+        more = (page + 1) * page_size < len(elements)
+        return {"elements": chunk, "currentPageUrl": f"{base}?page={page}&pageSize={page_size}",
+                "nextPageUrl": f"{base}?page={page + 1}&pageSize={page_size}" if more else None}
 
     # --- Streaming API (CometD) ----------------------------------------------------------------------------
 
@@ -1304,6 +1363,19 @@ def _changed(deleted: bool) -> RestHandler:
     return handler
 
 
+async def _post_feed_element(request: web.Request, state: SalesforceState, ctx: _Context) -> web.Response:
+    element = state.post_feed_item(await _json_object(request), user_id=ctx.user_id, version=ctx.version)
+    return web.json_response(element, status=201)
+
+
+async def _record_feed(request: web.Request, state: SalesforceState, ctx: _Context) -> web.Response:
+    record_id = _record_id(request)
+    page, size = request.query.get("page", "0"), request.query.get("pageSize", str(FEED_PAGE_DEFAULT))
+    if not (page.isdigit() and size.isdigit() and 1 <= int(size) <= FEED_PAGE_MAX):
+        raise ApiError(400, "INVALID_API_INPUT", f"pageSize: between 1 and {FEED_PAGE_MAX}")
+    return web.json_response(state.record_feed(record_id, page=int(page), page_size=int(size), version=ctx.version))
+
+
 async def _unknown(request: web.Request, state: SalesforceState, ctx: _Context) -> web.Response:
     raise not_found()
 
@@ -1499,6 +1571,8 @@ def create_app(state: SalesforceState | None = None) -> web.Application:
         ("GET", f"{api}/sobjects/{sobject}/{{id}}", _get_record),
         ("PATCH", f"{api}/sobjects/{sobject}/{{id}}", _update_record),
         ("DELETE", f"{api}/sobjects/{sobject}/{{id}}", _delete_record),
+        ("POST", f"{api}/chatter/feed-elements{slash}", _post_feed_element),
+        ("GET", f"{api}/chatter/feeds/record/{{id}}/feed-elements{slash}", _record_feed),
         ("*", f"{api}/{{tail:.*}}", _unknown),
     ]
     for method, path, handler in routes:

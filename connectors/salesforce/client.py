@@ -338,6 +338,33 @@ class SalesforceClient:
             raise FatalError("salesforce create: the answer names no new record", code="salesforce.create_failed")
         return record_id
 
+    async def post_feed_item(self, subject_id: str, segments: list[dict[str, Any]]) -> str:
+        """``POST /chatter/feed-elements``: a FeedItem on ``subject_id``'s feed (a record, or a user's
+        profile) made of ``segments`` (``Text``, ``Mention``); its id. Not idempotent."""
+        body = {"body": {"messageSegments": segments}, "feedElementType": "FeedItem", "subjectId": _record_id(subject_id)}
+        answer = await self._run("chatter", lambda: self._sf.restful("chatter/feed-elements", method="POST", json=body))
+        element_id = answer.get("id") if isinstance(answer, dict) else None
+        if not is_id(element_id):
+            raise FatalError("salesforce chatter: the answer names no feed element", code="salesforce.chatter_failed")
+        return element_id
+
+    async def feed_elements(self, record_id: str, *, pages: int = 10) -> list[dict[str, Any]]:
+        """``GET /chatter/feeds/record/{id}/feed-elements``, newest first, up to ``pages`` pages of 100."""
+        rid = _record_id(record_id)
+        path = f"chatter/feeds/record/{rid}/feed-elements"
+        params: dict[str, Any] | None = {"pageSize": 100}
+        elements: list[dict[str, Any]] = []
+        for _ in range(pages):
+            data = await self._run("chatter", lambda: self._sf.restful(path, params=params))
+            data = data if isinstance(data, dict) else {}
+            elements += [e for e in data.get("elements") or [] if isinstance(e, dict)]
+            next_url = data.get("nextPageUrl")
+            marker = f"/v{self._version}/"
+            if not isinstance(next_url, str) or marker not in next_url:
+                break
+            path, params = next_url.split(marker, 1)[1], None
+        return elements
+
     async def get_updated(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
         """``GET /sobjects/{sobject}/updated/?start=&end=`` → ``{ids, latestDateCovered}``."""
         handler, start, end = self._sobject(sobject), _utc(start), _utc(end)

@@ -17,8 +17,9 @@ import sys
 import orjson
 import pytest
 
-from connectors.salesforce.events import cdc_channel
+from connectors.salesforce.events import cdc_channel, to_18
 from sandbox import salesforce as sf_fake
+from sandbox.common import FaultRule
 from tests.integration.conftest import eventually
 from tests.integration.test_sales_e2e import PERSON, recompute, sales, shown  # noqa: F401 - the fixture
 
@@ -201,3 +202,53 @@ async def test_the_cdc_bridge_alone_feeds_revenue_resumes_after_a_kill_and_write
         await eventually(lambda: shown(jira, issues[2].key) == recompute(sf, issues[2].key), timeout=60, what="totals after the unlink")
     finally:
         await asyncio.to_thread(bridge.stop)
+
+
+def bridge_once(procs) -> str:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}, **procs.env}
+    out = subprocess.run([sys.executable, "-m", "hub.cli", "cdc", "salesforce", "--once"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("sales", [{"SWITCHBOARD_SALES__OWNER_NOTICE": "chatter"}], indirect=True)
+async def test_owners_hear_of_the_resolution_by_one_chatter_post_each_even_after_a_lost_answer_and_a_restart(sales):
+    sandbox, procs = sales
+    jira, sf = sandbox.states["jira"], sandbox.states["salesforce"]
+    issue = jira.create_issue("OPS", "Bulk export", issue_type="Story")
+    await jira.deliver()
+    owners = [to_18(f"005Hq00000Own{i:02d}") for i in range(3)]
+    opps = {}
+    for i, stage in enumerate(["Prospecting", "Qualification", "Needs Analysis", "Negotiation/Review", "Closed Lost", "Prospecting"]):
+        oid = sf.create("Opportunity", {"Name": f"Deal {i}", "Amount": 1000 * (i + 1), "StageName": stage, "CloseDate": "2027-03-31",
+                                        "OwnerId": owners[i % 3]}, user_id=PERSON).id
+        sf.create("Feature_Request__c", {"Name": f"Export {i}", "Opportunity__c": oid, "Jira_Key__c": issue.key}, user_id=PERSON)
+        opps[oid] = owners[i % 3]
+    deleted = list(opps)[-1]
+    sf.delete("Opportunity", deleted, user_id=PERSON)
+    print(await asyncio.to_thread(bridge_once, procs))
+    await eventually(lambda: shown(jira, issue.key) == recompute(sf, issue.key), timeout=90, what="revenue through the bridge")
+    open_opps = {o for o in opps if o != deleted and not sf.records["Opportunity"][o].values["IsClosed"]}
+    assert len(open_opps) == 4
+
+    # the first post is made but its answer is lost: the hub must find it, not post again
+    sf.faults.append(FaultRule(path="/services/data/v62.0/chatter/feed-elements", drop_after_processing=True, count=1))
+    jira.update_issue(issue.id, status="Done", fix_versions=["7.1"])
+    await jira.deliver()
+
+    def posts():
+        return [e for e in sf.feed_items if issue.key in e["body"]["text"]]
+
+    await eventually(lambda: {p["parent"]["id"] for p in posts()} == open_opps, timeout=90, what="one Chatter post per open opportunity")
+    assert not sf.faults, "the lost answer happened"
+    for post in posts():
+        mention = [s for s in post["body"]["messageSegments"] if s["type"] == "Mention"]
+        assert [m["record"]["id"] for m in mention] == [opps[post["parent"]["id"]]], "the owner is mentioned"
+        assert "7.1" in post["body"]["text"] and "[ref " in post["body"]["text"]
+    await asyncio.to_thread(procs.kill, "worker")
+    await asyncio.to_thread(procs.start_worker)
+    await asyncio.to_thread(bridge_once, procs)
+    await asyncio.sleep(6)
+    assert len(posts()) == len(open_opps), "a lost answer, a restart or a re-read must not post twice"
+    assert not [t for t in sf.records["Task"].values()], "Chatter instead of Tasks"

@@ -34,7 +34,9 @@ CENT = Decimal("0.01")
 
 
 @pytest.fixture
-async def sales(kafka_bootstrap, tmp_path):
+async def sales(kafka_bootstrap, tmp_path, request):
+    """The hub with the sales path on, the fakes, receiver and worker; extra settings through indirect parametrisation."""
+    extra_env = getattr(request, "param", None) or {}
     port = free_port()
     sandbox = await start_sandbox(tls=True, states={
         "jira": JiraState(webhook_target=f"http://127.0.0.1:{port}/webhooks/jira", webhook_secret=JIRA_SECRET, webhooks_enabled=True),
@@ -49,7 +51,7 @@ async def sales(kafka_bootstrap, tmp_path):
         "SWITCHBOARD_SALES__ENABLED": "true", "SWITCHBOARD_SALES__RATES": '{"EUR": 1.1}', "SWITCHBOARD_SALES__PROJECT_KEYS": '["OPS"]',
         "SWITCHBOARD_SALESFORCE__INSTANCE_URL": sandbox.urls["salesforce"], "SWITCHBOARD_SALESFORCE__CLIENT_ID": "switchboard-app",
         "SWITCHBOARD_SALESFORCE__CLIENT_SECRET": SF_SECRET, "SWITCHBOARD_SALESFORCE__HUB_USER_ID": sf_fake.DEFAULT_API_USER_ID,
-        "SWITCHBOARD_SALESFORCE__MULTI_CURRENCY": "true", "SWITCHBOARD_SALESFORCE__OVERLAP_S": "5",
+        "SWITCHBOARD_SALESFORCE__MULTI_CURRENCY": "true", "SWITCHBOARD_SALESFORCE__OVERLAP_S": "5", **extra_env,
     })
     procs = HubProcesses(env=env, log_dir=tmp_path / "logs", receiver_port=port)
     try:

@@ -200,3 +200,28 @@ async def test_cometd_refusals_have_salesforce_shapes(fake):
         assert unknown["error"] == "403::Unknown client" and unknown["advice"]["reconnect"] == "handshake"
         old = await http.post(f"{url}/cometd/36.0", headers=auth, json=[{"channel": "/meta/handshake"}])
         assert old.status_code == 404
+
+
+async def test_chatter_posts_through_the_client_and_the_fake_refusals(fake):
+    sf, url = fake
+    opp = opportunity(sf)
+    client = SalesforceClient(url, "app", SECRET)
+    try:
+        first = await client.post_feed_item(opp.id, [{"type": "Mention", "id": PERSON}, {"type": "Text", "text": " shipped [ref a]"}])
+        second = await client.post_feed_item(opp.id, [{"type": "Text", "text": "second"}])
+        feed = await client.feed_elements(opp.id)
+        assert [e["id"] for e in feed] == [second, first], "newest first"
+        assert feed[1]["body"]["text"] == f"@{PERSON} shipped [ref a]" and feed[1]["parent"] == {"id": opp.id}
+        assert feed[1]["actor"]["id"] == DEFAULT_API_USER_ID
+        auth = {"Authorization": f"Bearer {await client.access_token()}"}
+    finally:
+        client.close()
+    async with httpx.AsyncClient(base_url=f"{url}/services/data/v62.0/") as http:
+        bad = await http.post("chatter/feed-elements", headers=auth, json={"feedElementType": "Bundle", "subjectId": opp.id,
+                                                                         "body": {"messageSegments": [{"type": "Text", "text": "x"}]}})
+        assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_API_INPUT"
+        gone = await http.post("chatter/feed-elements", headers=auth, json={"feedElementType": "FeedItem", "subjectId": "006Hq0000000zzzAAA",
+                                                                          "body": {"messageSegments": [{"type": "Text", "text": "x"}]}})
+        assert gone.status_code == 404 and gone.json()[0]["errorCode"] == "NOT_FOUND"
+        page = (await http.get(f"chatter/feeds/record/{opp.id}/feed-elements", headers=auth, params={"pageSize": 1})).json()
+        assert len(page["elements"]) == 1 and page["nextPageUrl"].endswith("page=1&pageSize=1")
