@@ -36,6 +36,22 @@ def _decode(raw: bytes | None) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+def progress(seen: dict, committed: dict, ends: dict, now: float, stall_after_s: float) -> tuple[dict[str, int], list[str]]:
+    """Lag per topic, and the partitions *stalled*: committed offset unchanged for ``stall_after_s``
+    while the lag grew. ``seen`` (partition → (offset, lag, since)) is updated in place."""
+    per_topic: dict[str, int] = {}
+    stalled = []
+    for tp, offset in committed.items():
+        lag = max(0, ends.get(tp, 0) - offset)
+        per_topic[tp.topic] = per_topic.get(tp.topic, 0) + lag
+        prev = seen.get(tp)
+        if prev is None or offset != prev[0] or lag == 0:
+            seen[tp] = (offset, lag, now)
+        elif lag > prev[1] and now - prev[2] >= stall_after_s:
+            stalled.append(f"{tp.topic}:{tp.partition}")
+    return per_topic, sorted(stalled)
+
+
 class Feed:
     def __init__(self, settings, model: ReadModel, metrics: TopicMetrics | None = None) -> None:
         self.settings = settings
@@ -164,18 +180,9 @@ class Feed:
                     committed = await admin.list_consumer_group_offsets(group)
                     tps = [tp for tp in committed if tp.topic.startswith(k.topic_prefix)]
                     ends = await self.consumer.end_offsets(tps) if tps else {}
-                    per_topic: dict[str, int] = {}
-                    stalled = []
-                    now = time.monotonic()
-                    for tp in tps:
-                        lag = max(0, ends.get(tp, 0) - committed[tp].offset)
-                        per_topic[tp.topic] = per_topic.get(tp.topic, 0) + lag
-                        prev = self._progress.get(tp)
-                        if prev is None or committed[tp].offset != prev[0] or lag == 0:
-                            self._progress[tp] = (committed[tp].offset, lag, now)
-                        elif lag > prev[1] and now - prev[2] >= stall_after_s:
-                            stalled.append(f"{tp.topic}:{tp.partition}")
-                    self.stalled = stalled
+                    offsets = {tp: committed[tp].offset for tp in tps}
+                    per_topic, self.stalled = progress(self._progress, offsets, ends, time.monotonic(), stall_after_s)
+                    stalled = self.stalled
                     if self.metrics is not None:
                         for topic, lag in per_topic.items():
                             self.metrics.lag.labels(topic[len(k.topic_prefix):]).set(lag)

@@ -114,3 +114,17 @@ def test_incident_refs_and_dead_letters():
     listed = m.deadletter_list(PUBLIC)
     assert [d["id"] for d in listed] == ["0-1", "1-4"] and [d["replayable"] for d in listed] == [False, True]
     assert "value" not in listed[1] and m.deadletter_list(ALL)[1]["value"] == {"summary": "secret text"}
+
+
+def test_a_partition_is_stalled_when_its_offset_stands_still_while_lag_grows():
+    from aiokafka import TopicPartition
+
+    from hub.web.feed import progress
+
+    a, b = TopicPartition("p.events.tracker", 0), TopicPartition("p.events.tracker", 1)
+    seen: dict = {}
+    assert progress(seen, {a: 10, b: 5}, {a: 12, b: 5}, 0.0, 60) == ({"p.events.tracker": 2}, [])
+    assert progress(seen, {a: 10, b: 5}, {a: 20, b: 9}, 30.0, 60)[1] == []  # not for long enough yet
+    assert progress(seen, {a: 10, b: 9}, {a: 25, b: 9}, 61.0, 60) == ({"p.events.tracker": 15}, ["p.events.tracker:0"])
+    assert progress(seen, {a: 11, b: 9}, {a: 26, b: 9}, 70.0, 60)[1] == []  # it moved: healthy again
+    assert progress(seen, {a: 11, b: 9}, {a: 26, b: 9}, 200.0, 60)[1] == []  # idle with a steady lag is not a stall
