@@ -63,6 +63,36 @@ async def sales(kafka_bootstrap, tmp_path, request):
         await sandbox.stop()
 
 
+async def sales_lag(bootstrap: str, prefix: str, app_id: str = "switchboard") -> bool:
+    """True once the worker's group has committed the end of every sales topic (nothing left to replay)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.kafka_admin import partition_count
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{prefix}{app_id}", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = [f"{prefix}{t}" for t in ("events.sales", "sales.by_issue", "sales.by_opportunity", "sales.by_feature_request")]
+        tps = [TopicPartition(t, p) for t in topics for p in range(await partition_count(bootstrap, t))]
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if ends[tp] and (committed or 0) < ends[tp]:
+                return False
+        return True
+    finally:
+        await consumer.stop()
+
+
+async def eventually_async(check, timeout: float, what: str, interval: float = 1.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def poll(procs):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}, **procs.env}
     out = subprocess.run([sys.executable, "-m", "hub.cli", "poller", "salesforce", "--once"], env=env, capture_output=True, text=True, timeout=120)
@@ -167,9 +197,25 @@ async def test_revenue_at_stake_equals_a_recomputation_through_history_restart_a
     await asyncio.to_thread(procs.stop, "worker")
     await reset_group_to_start(procs.env["SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS"], procs.env["SWITCHBOARD_KAFKA__TOPIC_PREFIX"])
     shutil.rmtree(procs.env["SWITCHBOARD_DATA_DIR"], ignore_errors=True)
-    await asyncio.to_thread(procs.start_worker)
+    final = {issue.key: recompute(sf, issue.key) for issue in issues}
+    assert all(shown(jira, key) == totals for key, totals in final.items())
+    regressions: list = []
+
+    async def watch():  # the Jira view was final before the replay: any other value shown is a regression
+        while True:
+            regressions.extend((key, shown(jira, key)) for key in final if shown(jira, key) != final[key])
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.to_thread(procs.start_worker)
+        bootstrap, prefix = procs.env["SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS"], procs.env["SWITCHBOARD_KAFKA__TOPIC_PREFIX"]
+        await eventually_async(lambda: sales_lag(bootstrap, prefix), timeout=180, what="the replay consumed to the end")
+        await asyncio.sleep(3)
+    finally:
+        watcher.cancel()
+    assert not regressions, f"the revenue view moved during the replay: {regressions[:3]}"
     for issue in issues:
-        await eventually(lambda issue=issue: shown(jira, issue.key) == recompute(sf, issue.key), timeout=120,
-                         what=f"revenue on {issue.key} after the replay")
+        assert shown(jira, issue.key) == recompute(sf, issue.key)
     assert len(tasks()) == len(expected), "a replay from the start must not notify again"
     assert all(f"[ref " in t.values["Description"] for t in tasks())
