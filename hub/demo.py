@@ -22,6 +22,7 @@ SLACK_TOKEN = "xoxb-demo-token"
 PD_KEY = "demo0pagerduty0routing0key000001"
 CHANNELS = {"C0INCIDENTS": "incidents", "C0LEGAL": "legal-incidents", "C0GENERAL": "general"}
 ZD_EMAIL, ZD_TOKEN, ZD_SECRET = "switchboard@example.com", "demo-zendesk-api-token", "demo-zendesk-signing-secret"
+SF_CLIENT_ID, SF_SECRET = "switchboard-demo-app", "demo-salesforce-client-secret"
 
 
 def say(msg: str = "") -> None:
@@ -150,6 +151,101 @@ async def support_scenario(jira, zd) -> list[tuple[str, bool]]:
     return results
 
 
+class CdcBridge:
+    """``switchboard cdc salesforce`` as a child process, like the receiver and the worker."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env, self.log_dir, self.proc = env, log_dir, None
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}, **self.env, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_dir / "cdc.log", "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "cdc", "salesforce"], env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+
+async def sales_scenario(jira, sf) -> list[tuple[str, bool]]:
+    """Opportunities move through their stages in the fake Salesforce; the issue's revenue at stake moves with them."""
+    from sandbox.salesforce import DEFAULT_PERSON_USER_ID as REP
+
+    results: list[tuple[str, bool]] = []
+    issue = jira.create_issue("SUP", "Bulk export to CSV", issue_type="Story")
+    say(f"\n9. Sales: {issue.key} 'Bulk export to CSV' is filed in Jira; three deals wait on it in Salesforce")
+    await jira.deliver()
+    acme = sf.create("Account", {"Name": "Acme Corp"}, user_id=REP).id
+    globex = sf.create("Account", {"Name": "Globex"}, user_id=REP).id
+    deals = {}
+    for name, account, amount, currency, stage in (("Acme renewal", acme, 50000, "USD", "Prospecting"),
+                                                   ("Globex expansion", globex, 30000, "USD", "Qualification"),
+                                                   ("Globex EU", globex, 20000, "EUR", "Value Proposition")):
+        deals[name] = sf.create("Opportunity", {"Name": name, "Amount": amount, "CurrencyIsoCode": currency, "StageName": stage,
+                                                "CloseDate": "2027-06-30", "AccountId": account}, user_id=REP).id
+        say(f"   {name}: {currency} {amount:,} at {stage}; its feature request names {issue.key}")
+        sf.create("Feature_Request__c", {"Name": f"{name}: bulk export", "Opportunity__c": deals[name], "Jira_Key__c": issue.key},
+                  user_id=REP)
+
+    def view():
+        return jira.find(issue.key).properties.get("switchboard.revenue") or {}
+
+    def totals():
+        return {c: (t["count"], t["amount"], t["weighted"]) for c, t in (view().get("totals") or {}).items()}
+
+    async def expect(what: str, wanted: dict) -> None:
+        ok = await _eventually(lambda: totals() == wanted, 60, what)
+        say(f"   Jira shows on {issue.key}: " + (", ".join(f"{c} {a:,.0f} open in {n} deal(s), {w:,.0f} weighted"
+                                                          for c, (n, a, w) in sorted(totals().items())) or "nothing at stake"))
+        results.append((what, ok))
+
+    await expect(f"{issue.key} shows USD 80,000 (2 deals) and EUR 20,000 at stake, probability-weighted",
+                 {"USD": (2, 80000.0, 8000.0), "EUR": (1, 20000.0, 10000.0)})
+    say("10. Acme moves to Negotiation/Review (90%)")
+    sf.update("Opportunity", [deals["Acme renewal"]], {"StageName": "Negotiation/Review"}, user_id=REP)
+    await expect("the weighted total follows Acme's stage", {"USD": (2, 80000.0, 48000.0), "EUR": (1, 20000.0, 10000.0)})
+    say("11. Globex expansion is Closed Lost")
+    sf.update("Opportunity", [deals["Globex expansion"]], {"StageName": "Closed Lost"}, user_id=REP)
+    await expect("a closed-lost deal leaves the total", {"USD": (1, 50000.0, 45000.0), "EUR": (1, 20000.0, 10000.0)})
+    say("12. ... and is reopened at Prospecting with a bigger amount")
+    sf.update("Opportunity", [deals["Globex expansion"]], {"StageName": "Prospecting", "Amount": 45000}, user_id=REP)
+    await expect("a reopened deal comes back with its new amount", {"USD": (2, 95000.0, 49500.0), "EUR": (1, 20000.0, 10000.0)})
+    say("13. Globex EU is deleted")
+    sf.delete("Opportunity", deals["Globex EU"], user_id=REP)
+    await expect("a deleted deal leaves the total", {"USD": (2, 95000.0, 49500.0)})
+    say(f"14. Engineering resolves {issue.key} with fix version 2.0")
+    jira.update_issue(issue.id, status="Done", fix_versions=["2.0"])
+    await jira.deliver()
+    open_deals = {deals["Acme renewal"], deals["Globex expansion"]}
+
+    def tasks():
+        return [t for t in sf.records["Task"].values() if issue.key in (t.values.get("Subject") or "")]
+
+    def written_back():
+        frs = [fr for fr in sf.records["Feature_Request__c"].values() if fr.values.get("Opportunity__c") in deals.values()]
+        return all(fr.values.get("Jira_Status__c") == "Done" and fr.values.get("Jira_Fix_Version__c") == "2.0" for fr in frs)
+
+    ok = await _eventually(lambda: {t.values["WhatId"] for t in tasks()} == open_deals, 60, "one Task per open deal's owner")
+    results.append(("each open deal's owner got one Task; the deleted deal none", ok))
+    ok = await _eventually(written_back, 60, "key, status and fix version on every feature request")
+    results.append((f"every feature request shows {issue.key}, Done and fix version 2.0", ok))
+    await asyncio.sleep(2.0)
+    results.append(("no Task twice", len(tasks()) == len(open_deals)))
+    say("What Salesforce shows:")
+    for fr in sf.records["Feature_Request__c"].values():
+        v = fr.values
+        say(f"  feature request {v['Name']!r}: {v.get('Jira_Key__c')} / {v.get('Jira_Status__c')} / {v.get('Jira_Fix_Version__c')}")
+    for t in tasks():
+        say(f"  Task for {t.values.get('OwnerId')}: {t.values.get('Subject')}")
+    return results
+
+
 def print_received(slack, pd) -> None:
     say("\nWhat the fake PagerDuty received (Events API v2):")
     for c in pd.calls_to("/v2/enqueue"):
@@ -179,6 +275,7 @@ async def _run(once: bool) -> int:
     from hub.stack import SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD, sandbox_env
     from sandbox.jira import DEFAULT_API_TOKEN as JIRA_TOKEN, DEFAULT_EMAIL as JIRA_EMAIL, JiraState, JiraWebhookSender
     from sandbox.pagerduty import PagerDutyState
+    from sandbox.salesforce import DEFAULT_API_USER_ID as SF_HUB_USER, SalesforceState
     from sandbox.zendesk import DEFAULT_API_USER_ID, ZendeskState
     from sandbox.server import start_sandbox
     from sandbox.slack import SlackState
@@ -205,6 +302,7 @@ async def _run(once: bool) -> int:
                                 custom_field_ids=[SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD], webhooks_enabled=True,
                                 webhook_target=f"{receiver_url}/webhooks/zendesk", webhook_secret=ZD_SECRET, webhook_style="trigger",
                                 jira_key_field_id=SANDBOX_ZENDESK_KEY_FIELD),
+        "salesforce": SalesforceState(clients={SF_CLIENT_ID: SF_SECRET}),
     })
     sandbox.states["jira"].site = sandbox.urls["jira"]
     prefix = f"demo{int(time.time())}."
@@ -212,8 +310,13 @@ async def _run(once: bool) -> int:
                   slack_url=sandbox.urls["slack"], pagerduty_url=sandbox.urls["pagerduty"], jira_secret=SECRET,
                   slack_token=SLACK_TOKEN, pagerduty_services={"ops": PD_KEY}, ca_file=sandbox.ca_file,
                   extra=sandbox_env(sandbox.urls, jira_email=JIRA_EMAIL, jira_token=JIRA_TOKEN, zendesk_email=ZD_EMAIL,
-                                    zendesk_token=ZD_TOKEN, zendesk_secret=ZD_SECRET, zendesk_hub_user_id=DEFAULT_API_USER_ID))
+                                    zendesk_token=ZD_TOKEN, zendesk_secret=ZD_SECRET, zendesk_hub_user_id=DEFAULT_API_USER_ID)
+                  | {"SWITCHBOARD_SALES__ENABLED": "true", "SWITCHBOARD_SALES__PROJECT_KEYS": '["SUP"]',
+                     "SWITCHBOARD_SALESFORCE__INSTANCE_URL": sandbox.urls["salesforce"], "SWITCHBOARD_SALESFORCE__CLIENT_ID": SF_CLIENT_ID,
+                     "SWITCHBOARD_SALESFORCE__CLIENT_SECRET": SF_SECRET, "SWITCHBOARD_SALESFORCE__HUB_USER_ID": SF_HUB_USER,
+                     "SWITCHBOARD_SALESFORCE__MULTI_CURRENCY": "true"})
     procs = HubProcesses(env=env, log_dir=DEMO_DIR / "logs", receiver_port=port)
+    bridge = CdcBridge(env, DEMO_DIR / "logs")
     code = 1
     try:
         say(f"==> starting the hub (receiver on {procs.receiver_url}, worker; logs in {DEMO_DIR / 'logs'})")
@@ -225,6 +328,9 @@ async def _run(once: bool) -> int:
         results = await scenario(sender, sandbox.states["slack"], sandbox.states["pagerduty"], bad)
         print_received(sandbox.states["slack"], sandbox.states["pagerduty"])
         results += await support_scenario(sandbox.states["jira"], sandbox.states["zendesk"])
+        say("==> starting the Salesforce Change Data Capture bridge (switchboard cdc salesforce)")
+        await asyncio.to_thread(bridge.start)
+        results += await sales_scenario(sandbox.states["jira"], sandbox.states["salesforce"])
         say("\nExpected effects:")
         for what, ok in results:
             say(f"  [{'ok' if ok else 'MISSING'}] {what}")
@@ -238,6 +344,7 @@ async def _run(once: bool) -> int:
             say(f"  fake PagerDuty: {sandbox.urls['pagerduty']}/_sandbox/state")
             say(f"  fake Jira:      {sandbox.urls['jira']}/_sandbox/state   (create issues: POST /_sandbox/issues)")
             say(f"  fake Zendesk:   {sandbox.urls['zendesk']}/_sandbox/state   (create tickets: POST /_sandbox/tickets)")
+            say(f"  fake Salesforce: {sandbox.urls['salesforce']}/_sandbox/state   (change records: POST /_sandbox/records/Opportunity/<id>)")
             say(f"  Kafka topics:   {prefix}*  on {bootstrap}")
             say("Press Ctrl-C to stop.")
             stop = asyncio.Event()
@@ -248,6 +355,7 @@ async def _run(once: bool) -> int:
             code = 0
     finally:
         say("==> stopping")
+        await asyncio.to_thread(bridge.stop)
         await asyncio.to_thread(procs.stop_all)
         await sandbox.states["zendesk"].close()
         await sandbox.stop()
