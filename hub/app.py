@@ -36,6 +36,30 @@ def _broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip())
 
 
+def _keep_buffered_records_on_resume(app: faust.App) -> None:
+    """Stop faust from dropping records it already counted as read when a rebalance ends.
+
+    mode's ``FlowControlEvent.resume()`` also empties every stream's buffer. faust resumes the
+    flow at the very end of a rebalance, after it has resumed the stream partitions and sought
+    them to their committed offsets; records fetched in between are already in the buffers and
+    already past the consumer's read offset (their re-fetched copies are dropped as duplicates),
+    so emptying the buffers there loses them: never processed, never acknowledged, and the
+    partition's commit stops at the first of them until the next restart. Found by the
+    SIGKILL-mid-stream test (tests/integration/test_incidents_e2e.py), which lost a run of
+    actions on one partition in about one restart in three.
+
+    Buffers still are emptied where they must be: faust clears them explicitly when partitions
+    are revoked (``flow_control.clear()``), before the seek that re-reads them.
+    """
+    flow = app.flow_control
+
+    def resume() -> None:
+        flow._suspend.clear()
+        flow._resume.set()
+
+    flow.resume = resume  # type: ignore[method-assign]
+
+
 def build_app(settings: Settings, routing: Any | None = None) -> Hub:
     from hub.registry import register_all
     from hub.routing import load_routing
@@ -66,6 +90,7 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
         table_standby_replicas=0,
         autodiscover=False,
     )
+    _keep_buffered_records_on_resume(app)
     hub = Hub(settings=settings, app=app, channels=Channels(app, settings), routing=routing)
     register_all(hub)
     return hub

@@ -5,6 +5,7 @@ code logs ids and error codes, never requests or headers."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -35,5 +36,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # the libraries' own INFO lines are many; SWITCHBOARD_LIBRARY_LOG_LEVEL=INFO shows them when debugging
+    library_level = os.environ.get("SWITCHBOARD_LIBRARY_LOG_LEVEL", "WARNING").upper()
     for noisy in ("aiokafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(library_level) if library_level in ("DEBUG", "INFO", "WARNING", "ERROR") else logging.WARNING, root.level))

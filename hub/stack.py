@@ -92,7 +92,7 @@ class HubProcesses:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{role}.log", "ab")
         self._logs.append(log)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") or k == "SWITCHBOARD_LIBRARY_LOG_LEVEL"}
         env.update(self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         proc = subprocess.Popen([sys.executable, "-m", "hub.cli", role], env=env, stdout=log, stderr=subprocess.STDOUT,
