@@ -173,6 +173,91 @@ class CdcBridge:
             self.proc.wait(timeout=30)
 
 
+DEMO_ADMIN = ("admin", "demo-admin-token-0001", "demo-admin-password")
+DEMO_VIEWER = ("viewer", "demo-viewer-token-0001", "demo-viewer-password")
+
+
+def web_env(web_port: int, metrics_port: int) -> dict[str, str]:
+    """The operators' view with two viewers (an admin who sees every project, a viewer who does not see LEGAL)."""
+    env = {"SWITCHBOARD_WEB__PORT": str(web_port), "SWITCHBOARD_METRICS__WORKER_PORT": str(metrics_port)}
+    for (name, token, password), admin in ((DEMO_ADMIN, True), (DEMO_VIEWER, False)):
+        up = name.upper()
+        env |= {f"SWITCHBOARD_WEB__VIEWERS__{up}__TOKEN": token, f"SWITCHBOARD_WEB__VIEWERS__{up}__PASSWORD": password,
+                f"SWITCHBOARD_WEB__VIEWERS__{up}__RESTRICTED_PROJECTS": '["*"]' if admin else "[]",
+                f"SWITCHBOARD_WEB__VIEWERS__{up}__ADMIN": "true" if admin else "false"}
+    return env
+
+
+def _get(url: str, token: str | None = None):
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read().decode()
+            return resp.status, (json.loads(body) if resp.headers.get("Content-Type", "").startswith("application/json") else body)
+    except (urllib.error.URLError, OSError) as exc:
+        return getattr(exc, "code", 0), None
+
+
+async def operators_scenario(procs, web_url: str, worker_metrics_url: str) -> list[tuple[str, bool]]:
+    """What the admins see: the issue pages' data, the redaction, /metrics, and one event traced end to end."""
+    import json
+    import subprocess
+    import sys
+
+    results: list[tuple[str, bool]] = []
+    say(f"\n15. The operators' view ({web_url}) shows what happened")
+    admin, viewer = DEMO_ADMIN[1], DEMO_VIEWER[1]
+
+    def issue(ref, token=admin):
+        status, doc = _get(f"{web_url}/api/v1/issues/{ref}", token)
+        return doc if status == 200 and isinstance(doc, dict) else None
+
+    def incident_shown():
+        doc = issue("OPS-1")
+        inc = (doc or {}).get("incident") or {}
+        return any(r.get("vendor_ref") for r in inc.get("pagerduty") or []) and any(r.get("outcome") for r in inc.get("slack") or [])
+
+    ok = await _eventually(incident_shown, 60, "OPS-1's incident with its PagerDuty and Slack results in the view")
+    results.append(("the view shows OPS-1's incident with its PagerDuty and Slack results", ok))
+    ok = await _eventually(lambda: ((issue("SUP-1") or {}).get("ticket_count") or 0) >= 2, 60, "SUP-1's tickets in the view")
+    results.append(("the view shows SUP-1's customer tickets and their organisations", ok))
+    ok = await _eventually(lambda: bool((issue("SUP-2") or {}).get("revenue")), 60, "SUP-2's revenue at stake in the view")
+    results.append(("the view shows SUP-2's revenue at stake", ok))
+    legal = issue("LEGAL-7", viewer)
+    results.append(("a viewer without LEGAL access sees LEGAL-7 without its summary",
+                    bool(legal) and legal.get("summary") is None and "Subpoena" not in json.dumps(legal)))
+    status, ranked = _get(f"{web_url}/api/v1/ranked?by=revenue", admin)
+    results.append(("the ranked list puts SUP-2 first by revenue at stake",
+                    status == 200 and bool(ranked.get("items")) and ranked["items"][0].get("key") == "SUP-2"))
+
+    def metrics_shown():
+        web = _get(f"{web_url}/metrics")[1] or ""
+        receiver = _get(f"{procs.receiver_url}/metrics")[1] or ""
+        worker = _get(worker_metrics_url)[1] or ""
+        return ('switchboard_delivery_outcomes_total{outcome="sent",vendor="pagerduty"}' in web
+                and 'switchboard_webhooks_total{connector="jira",result="accepted"}' in receiver
+                and "switchboard_processor_records_total" in worker)
+
+    ok = await _eventually(metrics_shown, 30, "the counters on /metrics")
+    results.append(("/metrics of the receiver, worker and view expose their counters", ok))
+    created = next((e for e in (issue("OPS-1") or {}).get("timeline", []) if e.get("kind") == "issue_created" and e.get("event_id")), None)
+    traced = False
+    if created:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}, **procs.env}
+        out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "hub.cli", "trace", created["event_id"]],
+                                      env=env, capture_output=True, text=True, timeout=120)
+        traced = out.returncode == 0 and "inbound.jira" in out.stdout and "pagerduty" in out.stdout and "slack" in out.stdout
+        say(f"  switchboard trace {created['event_id']}:")
+        for line in out.stdout.splitlines()[:14]:
+            say(f"  {line}")
+    results.append(("switchboard trace follows OPS-1's webhook to the PagerDuty and Slack responses", traced))
+    return results
+
+
 async def sales_scenario(jira, sf) -> list[tuple[str, bool]]:
     """Opportunities move through their stages in the fake Salesforce; the issue's revenue at stake moves with them."""
     from sandbox.salesforce import DEFAULT_PERSON_USER_ID as REP
@@ -315,6 +400,8 @@ async def _run(once: bool) -> int:
                      "SWITCHBOARD_SALESFORCE__INSTANCE_URL": sandbox.urls["salesforce"], "SWITCHBOARD_SALESFORCE__CLIENT_ID": SF_CLIENT_ID,
                      "SWITCHBOARD_SALESFORCE__CLIENT_SECRET": SF_SECRET, "SWITCHBOARD_SALESFORCE__HUB_USER_ID": SF_HUB_USER,
                      "SWITCHBOARD_SALESFORCE__MULTI_CURRENCY": "true"})
+    web_port, metrics_port = free_port(), free_port()
+    env |= web_env(web_port, metrics_port)
     procs = HubProcesses(env=env, log_dir=DEMO_DIR / "logs", receiver_port=port)
     bridge = CdcBridge(env, DEMO_DIR / "logs")
     code = 1
@@ -331,6 +418,9 @@ async def _run(once: bool) -> int:
         say("==> starting the Salesforce Change Data Capture bridge (switchboard cdc salesforce)")
         await asyncio.to_thread(bridge.start)
         results += await sales_scenario(sandbox.states["jira"], sandbox.states["salesforce"])
+        say("==> starting the operators' view (switchboard web)")
+        await asyncio.to_thread(procs.start_web, web_port)
+        results += await operators_scenario(procs, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{metrics_port}/metrics")
         say("\nExpected effects:")
         for what, ok in results:
             say(f"  [{'ok' if ok else 'MISSING'}] {what}")
@@ -346,6 +436,10 @@ async def _run(once: bool) -> int:
             say(f"  fake Zendesk:   {sandbox.urls['zendesk']}/_sandbox/state   (create tickets: POST /_sandbox/tickets)")
             say(f"  fake Salesforce: {sandbox.urls['salesforce']}/_sandbox/state   (change records: POST /_sandbox/records/Opportunity/<id>)")
             say(f"  Kafka topics:   {prefix}*  on {bootstrap}")
+            say(f"  operators' view: http://127.0.0.1:{web_port}/  (user {DEMO_ADMIN[0]!r}, password {DEMO_ADMIN[2]!r}; "
+                f"or {DEMO_VIEWER[0]!r}/{DEMO_VIEWER[2]!r}, who may not see LEGAL)")
+            say(f"  ranked list:    SWITCHBOARD_TOKEN={DEMO_ADMIN[1]} switchboard top --url http://127.0.0.1:{web_port}")
+            say(f"  metrics:        {procs.receiver_url}/metrics, http://127.0.0.1:{web_port}/metrics, http://127.0.0.1:{metrics_port}/metrics")
             say("Press Ctrl-C to stop.")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
