@@ -34,6 +34,7 @@ def _settings(args):
 
 def check_config(settings) -> list[str]:
     """Problems that stop the hub from doing its job, each naming the key to fix."""
+    from hub.logs import is_level
     from hub.routing import load_routing
     from hub.routing.loader import RoutingConfigError
 
@@ -52,6 +53,8 @@ def check_config(settings) -> list[str]:
         problems.append("sales.enabled: the sales path needs support.enabled (it shares the key side that follows Jira keys)")
     if channels and settings.slack.bot_token is None and not settings.slack.dry_run:
         problems.append("slack.bot_token: the routing file posts to Slack but no bot token is set (SWITCHBOARD_SLACK__BOT_TOKEN), or set slack.dry_run")
+    if not is_level(settings.log_level):
+        problems.append("log_level: not a level name (DEBUG, INFO, WARNING, ERROR or CRITICAL)")
     return problems
 
 
@@ -92,12 +95,19 @@ def cmd_worker(args) -> int:
         print("worker.ready", flush=True)
 
     if settings.routing_reload_s > 0:
-        from hub.reload import RoutingWatcher
+        import os
+
+        from hub.reload import RoutingWatcher, worker_settings_watcher
 
         watcher = RoutingWatcher(settings.routing_file, lambda cfg: setattr(hub, "routing", cfg), settings=settings)
+        # the settings file, on the same cadence: hot keys applied, others named (hub/reload.py)
+        settings_watcher = worker_settings_watcher(hub, watcher, getattr(args, "config", None) or os.environ.get("SWITCHBOARD_CONFIG"),
+                                                   validate=check_config)
 
         @hub.app.timer(interval=settings.routing_reload_s)
         async def _reload_routing():
+            if settings_watcher is not None:
+                settings_watcher.check()
             watcher.check()
 
     if settings.metrics.worker_port:

@@ -35,8 +35,18 @@ def setup_logging(level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """Set the hub's log level (also at run time, when the settings file changes: hub/reload.py)."""
+    root = logging.getLogger()
     root.setLevel(level.upper())
     # the libraries' own INFO lines are many; SWITCHBOARD_LIBRARY_LOG_LEVEL=INFO shows them when debugging
     library_level = os.environ.get("SWITCHBOARD_LIBRARY_LOG_LEVEL", "WARNING").upper()
     for noisy in ("aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(library_level) if library_level in ("DEBUG", "INFO", "WARNING", "ERROR") else logging.WARNING, root.level))
+
+
+def is_level(level: str) -> bool:
+    return isinstance(logging.getLevelName(level.upper()), int)

@@ -27,14 +27,15 @@ def register_all(hub) -> None:
     if s.sales.enabled:  # needs the support key side (check-config says so)
         normalize.register_salesforce(hub)
         sales.register(hub)
-    # outbound: clients are created here but connect lazily, on the first call
+    # outbound: clients are created here but connect lazily, on the first call; they are created in dry
+    # run too whenever credentials are set, so that dry run can be switched off live (hub/reload.py)
     slack_client = None
-    if s.slack.bot_token is not None and not s.slack.dry_run:
+    if s.slack.bot_token is not None:
         slack_client = SlackClient(s.slack.bot_token.get_secret_value(), base_url=s.slack.base_url, timeout_s=s.delivery.request_timeout_s, ssl_context=ssl_context)
         hub.closers.append(slack_client.close)
     register_vendor(hub, vendor="slack", topic="actions.slack", converger=SlackConverger(slack_client, dry_run=s.slack.dry_run))
     pd_events = None
-    if not s.pagerduty.dry_run:
+    if s.pagerduty.services or not s.pagerduty.dry_run:
         pd_events = PagerDutyEvents({name: key.get_secret_value() for name, key in s.pagerduty.services.items()},
                                     base_url=s.pagerduty.events_url, timeout_s=s.delivery.request_timeout_s,
                                     ssl_context=ssl_context)
@@ -44,7 +45,7 @@ def register_all(hub) -> None:
         from connectors.zendesk.actions import ZendeskConverger
 
         jira_client = None
-        if s.jira.site_url and s.jira.email and s.jira.api_token and not s.support.dry_run:
+        if s.jira.site_url and s.jira.email and s.jira.api_token:
             from connectors.jira.client import JiraClient
 
             jira_client = JiraClient(s.jira.site_url, s.jira.email, s.jira.api_token.get_secret_value(),
@@ -56,7 +57,7 @@ def register_all(hub) -> None:
             revenue_fields={"amount": s.sales.jira_open_amount_field_id, "weighted": s.sales.jira_weighted_amount_field_id,
                             "count": s.sales.jira_opportunity_count_field_id, "close_date": s.sales.jira_close_date_field_id}))
         zendesk_client = None
-        if s.zendesk.configured and not s.support.dry_run:
+        if s.zendesk.configured:
             from connectors.zendesk.client import ZendeskClient
 
             zendesk_client = ZendeskClient.from_settings(s.zendesk, ssl_ca_file=s.tls_ca_file)
@@ -65,7 +66,7 @@ def register_all(hub) -> None:
         from connectors.salesforce.actions import SalesforceConverger
 
         sf_client = None
-        if s.salesforce.configured and not s.sales.dry_run:
+        if s.salesforce.configured:
             from connectors.salesforce.client import SalesforceClient
 
             sf_client = SalesforceClient.from_settings(s.salesforce, ssl_ca_file=str(s.tls_ca_file) if s.tls_ca_file else None)
