@@ -119,10 +119,14 @@ def _rows(model: type[BaseModel], path: list[str], out: list[tuple[str, list[tup
 
 
 def render() -> str:
+    from hub.reload import HOT_SETTINGS
     from hub.settings import Settings
 
     sections: list[tuple[str, list[tuple[str, ...]]]] = []
     _rows(Settings, [], sections)
+    live = {f"`{key}`" for key in HOT_SETTINGS}
+    sections = [(title, [r[:4] + ((r[4] + " " if r[4] else "") + "*Reloaded live.*",) if r[0] in live else r for r in rows])
+                for title, rows in sections]
     lines = [
         "# Configuration reference",
         "",
@@ -133,6 +137,15 @@ def render() -> str:
         "environment variable (which wins). `KAFKA_BOOTSTRAP_SERVERS` is accepted for `kafka.bootstrap_servers`.",
         "Secrets are never logged, put on a topic or echoed in an error. `<name>` stands for a name you choose",
         "(a PagerDuty service, a viewer of the web view).",
+        "",
+        "**Reloading without a restart.** The worker re-reads this YAML file when it changes (checked every",
+        "`routing_reload_s` seconds, with the routing file) and validates it whole, as at start-up and with",
+        "`check-config`'s rules; environment variables still win. A file that does not validate is refused",
+        "(`settings.reload.refused`, naming the bad key) and the running settings stay. These keys are applied",
+        "at once (`settings.reload.applied`): " + ", ".join(f"`{key}`" for key in HOT_SETTINGS) + ".",
+        "A change to any other key is logged once (`settings.reload.restart-needed`, key names only) and takes",
+        "effect at the next start. Leaving dry run live needs the connector's credentials set at start.",
+        "`routing_reload_s: 0` turns both reloads off; the receiver and the view read their settings at start.",
         "",
     ]
     for title, rows in sections:
