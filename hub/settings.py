@@ -89,6 +89,8 @@ class DeliverySettings(_Section):
     #: back-off before the first in-place retry when the vendor gave no Retry-After, doubling each time
     backoff_s: float = Field(0.5, gt=0)
     request_timeout_s: float = Field(10.0, gt=0)
+    #: actions in flight per vendor delivery agent: different targets overlap, one target's stay in order
+    concurrency: int = Field(64, ge=1, le=1024)
 
 
 class SupportSettings(_Section):

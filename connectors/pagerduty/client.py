@@ -1,25 +1,25 @@
-"""PagerDuty Events API v2 through the maintained ``pagerduty`` client, with typed failures.
+"""PagerDuty Events API v2 over one shared aiohttp session, with typed failures.
 
 PagerDuty docs: https://developer.pagerduty.com/docs/events-api-v2/overview/ .
 Status meanings (docs, "Events API v2 Overview" and "Rate Limits"): 202 accepted; 400 invalid event
 (do not retry); 429 throttled (the event was NOT ingested; retry later); 5xx and network errors:
-retry.
+retry. The request is ``POST {base_url}/v2/enqueue`` with the integration key as ``routing_key`` in
+the JSON body (no auth header); a 202 answers with the event's ``dedup_key``.
 
-``pagerduty.EventsApiV2Client`` is synchronous (httpx2) and retries by itself: 429 forever with
-its own sleeps, network errors a few times. Retrying is the delivery pipeline's job (it honours
-Retry-After and parks work instead of blocking), so :class:`_OneAttemptClient` makes the library
-stop after one attempt: its ``postprocess`` hook raises on any non-2xx answer before the library's
-retry loop sees it, and network retries are set to zero. The client runs in a worker thread,
-never on the event loop.
+This used the maintained ``pagerduty`` client (``EventsApiV2Client.send_event``) until issue 5's
+benchmark: that client is synchronous, so it ran in a thread pool, which capped delivery at the
+pool's size and made the event loop's socket writes wait for the GIL behind it (a quarter of the
+worker's loop time in the profile). The body and the answers handled here are the ones that client
+sends and expects. Nothing here retries: the delivery pipeline does (it honours Retry-After).
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pagerduty
+import aiohttp
+import orjson
 
 from connectors.errors import AuthError, ConnectorError, FatalError, RateLimitedError, RetryableError
 
@@ -28,14 +28,6 @@ class _HttpStatus(Exception):
     def __init__(self, status: int, retry_after: str | None, body: str) -> None:
         super().__init__(status)
         self.status, self.retry_after, self.body = status, retry_after, body
-
-
-class _OneAttemptClient(pagerduty.EventsApiV2Client):
-    max_network_attempts = 0
-
-    def postprocess(self, response: Any) -> None:  # library hook, called after every response
-        if not response.is_success:
-            raise _HttpStatus(response.status_code, response.headers.get("retry-after"), response.text[:300])
 
 
 def classify(exc: BaseException) -> ConnectorError:
@@ -53,8 +45,8 @@ def classify(exc: BaseException) -> ConnectorError:
             return AuthError(f"pagerduty events: HTTP {s}: check the service's integration key", code=f"pagerduty.http_{s}")
         # 400: invalid event. The body names the problem and holds no secret (it is the API's own text)
         return FatalError(f"pagerduty events: HTTP {s}: {_errors(exc.body)}", code="pagerduty.invalid_event")
-    if isinstance(exc, pagerduty.Error):  # transport errors surface as pagerduty.Error
-        return RetryableError(f"pagerduty events: {type(exc.__cause__ or exc).__name__}", code="pagerduty.transport")
+    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, OSError)):
+        return RetryableError(f"pagerduty events: {type(exc).__name__}", code="pagerduty.transport")
     return RetryableError(f"pagerduty events: unexpected {type(exc).__name__}", code="pagerduty.unexpected")
 
 
@@ -68,46 +60,56 @@ def _errors(body: str) -> str:
         return "invalid event"
 
 
+EVENT_ACTIONS = ("trigger", "acknowledge", "resolve")
+#: connections kept open to the Events API (the delivery agent's concurrency is the real bound)
+MAX_CONNECTIONS = 64
+
+
 class PagerDutyEvents:
     """Send trigger/acknowledge/resolve for a named service. Routing keys never leave this object."""
 
     def __init__(self, routing_keys: dict[str, str], *, base_url: str = "https://events.pagerduty.com", timeout_s: float = 10.0,
-                 threads: int = 4, ssl_context=None) -> None:
+                 ssl_context=None) -> None:
         self._keys = routing_keys
-        self._verify = ssl_context if ssl_context is not None else True
-        self._base_url = base_url.rstrip("/")
-        self._timeout = timeout_s
-        self._clients: dict[str, _OneAttemptClient] = {}
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pagerduty")
+        self._ssl = ssl_context if ssl_context is not None else True
+        self._url = base_url.rstrip("/") + "/v2/enqueue"
+        self._timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
 
     def has_service(self, service: str) -> bool:
         return service in self._keys
 
-    def _client(self, service: str) -> _OneAttemptClient:
-        client = self._clients.get(service)
-        if client is None:
-            key = self._keys.get(service)
-            if key is None:
-                raise FatalError(f"pagerduty: no routing key configured for service {service!r} (settings pagerduty.services.{service})", code="pagerduty.unknown_service")
-            # the library refuses any base URL that is not https://
-            client = _OneAttemptClient(key, base_url=self._base_url, verify=self._verify)
-            client.timeout = self._timeout
-            self._clients[service] = client
-        return client
-
-    def _send(self, service: str, event_action: str, kwargs: dict[str, Any]) -> str:
-        try:
-            return self._client(service).send_event(event_action, **kwargs)
-        except ConnectorError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - typed here, once
-            raise classify(exc) from None
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:  # created on first use, inside the running loop
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s), raise_for_status=False,
+                                                  connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=self._ssl))
+        return self._session
 
     async def send(self, service: str, event_action: str, kwargs: dict[str, Any]) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._send, service, event_action, kwargs)
+        """Send one event (``kwargs``: ``dedup_key``, and for a trigger ``payload``, ``links``, ``client``).
 
-    def close(self) -> None:
-        for c in self._clients.values():
-            c.close()
-        self._pool.shutdown(wait=False)
+        Returns the dedup key PagerDuty answered with; raises only :mod:`connectors.errors` types.
+        """
+        key = self._keys.get(service)
+        if key is None:
+            raise FatalError(f"pagerduty: no routing key configured for service {service!r} (settings pagerduty.services.{service})", code="pagerduty.unknown_service")
+        if event_action not in EVENT_ACTIONS or (event_action != "trigger" and not isinstance(kwargs.get("dedup_key"), str)):
+            raise FatalError(f"pagerduty events: bad event action {event_action!r} or missing dedup_key", code="pagerduty.invalid_event")
+        body = orjson.dumps({**kwargs, "event_action": event_action, "routing_key": key})
+        try:
+            async with self._http().post(self._url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                text = await resp.text(errors="replace")
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # an aiohttp error never names the body
+            raise classify(exc) from None
+        if not 200 <= status < 300:
+            raise classify(_HttpStatus(status, retry_after, text[:300]))
+        try:
+            answer = orjson.loads(text)
+            return str(answer["dedup_key"])
+        except (ValueError, KeyError, TypeError):
+            raise RetryableError(f"pagerduty events: HTTP {status} without a dedup_key in the answer", code="pagerduty.malformed") from None
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()

@@ -19,12 +19,17 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from connectors.errors import RateLimitedError
 from connectors.slack.client import SlackClient
+from hub.delivery.gate import TargetGate
 from hub.delivery.pipeline import KeyState, Outcome
 
 MESSAGE_EVENT = "switchboard_incident"
 REPLY_EVENT = "switchboard_transition"
+#: Slack's "Rate Limits" page: chat.postMessage allows about one message per second per channel
+#: (short bursts tolerated), and a 429 says how long to wait in Retry-After
+CHANNEL_INTERVAL_S = 1.0
+#: calls in flight to one channel while it answers normally
+CHANNEL_CONCURRENCY = 8
 #: look this far before a pending marker for the message it may have posted (clock skew)
 RECONCILE_SLACK_S = 120.0
 
@@ -36,20 +41,12 @@ class SlackConverger:
         self.client = client
         self.dry_run = dry_run or client is None
         self._clock = clock
-        self._blocked_until: dict[str, float] = {}
-
-    def _guard(self, channel: str) -> None:
-        remaining = self._blocked_until.get(channel, 0.0) - self._clock()
-        if remaining > 0:
-            raise RateLimitedError(f"slack: {channel} is rate limited for {remaining:.1f}s more", retry_after=remaining, code="slack.ratelimited")
+        # one gate per channel, shared by every lane: concurrent posts while Slack answers, its pace
+        # after a 429, and never a request before a Retry-After it answered has elapsed
+        self._gate = TargetGate(name="slack", concurrency=CHANNEL_CONCURRENCY, default_block_s=CHANNEL_INTERVAL_S, clock=clock)
 
     async def _call(self, channel: str, fn, *args, **kwargs):
-        self._guard(channel)
-        try:
-            return await fn(*args, **kwargs)
-        except RateLimitedError as err:
-            self._blocked_until[channel] = self._clock() + (err.retry_after if err.retry_after is not None else 1.0)
-            raise
+        return await self._gate.call(channel, fn, *args, **kwargs)
 
     async def converge(self, action: dict[str, Any], state: KeyState) -> Outcome:
         version = int(action["version"])

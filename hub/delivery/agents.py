@@ -7,6 +7,7 @@ import logging
 import time
 
 from hub.channels import loads
+from hub.delivery.lanes import KeyedLanes
 from hub.delivery.pipeline import DeliveryPipeline
 from hub.delivery.retry import RetryPolicy
 from hub.processors.common import TableRow, dead_letter, json_table
@@ -26,16 +27,28 @@ def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipel
     pipeline = DeliveryPipeline(converger, topic=topic, policy=policy_from(hub), tier_topics=channels.retry_tiers, send=channels.send)
     hub.pipelines[vendor] = pipeline
 
+    async def handle(event) -> None:
+        key, raw = event.key, event.value
+        try:
+            action = loads(raw)
+            await pipeline.handle(action, TableRow(ledger, action["key"], app))
+        except Exception as exc:  # unreadable action: dead-letter it, keep going
+            log.exception(f"{vendor}.delivery.bad-action")
+            await dead_letter(channels, stage=f"deliver.{vendor}", source_topic=topic, key=key, raw=raw,
+                              reason=f"{type(exc).__name__}: {exc}", error_code="internal")
+
+    # actions for different targets run concurrently, each target's in order (record keys are
+    # targets); offsets are acknowledged in order once done (see hub/delivery/lanes.py)
+    lanes = KeyedLanes(handle, window=hub.settings.delivery.concurrency, name=f"deliver-{vendor}")
+    pipeline.lanes = lanes
+
     @app.agent(channels[topic], name=f"deliver-{vendor}")
     async def deliver(stream):
-        async for key, raw in stream.items():
-            try:
-                action = loads(raw)
-                await pipeline.handle(action, TableRow(ledger, action["key"], app))
-            except Exception as exc:  # unreadable action: dead-letter it, keep going
-                log.exception(f"{vendor}.delivery.bad-action")
-                await dead_letter(channels, stage=f"deliver.{vendor}", source_topic=topic, key=key, raw=raw,
-                                  reason=f"{type(exc).__name__}: {exc}", error_code="internal")
+        await lanes.consume(stream)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender, revoked, **kwargs) -> None:
+        await lanes.on_revoked(revoked)
 
     return pipeline
 

@@ -44,7 +44,7 @@ class KeyState(Protocol):
     def put(self, value: dict[str, Any]) -> None: ...
 
     async def persist(self) -> None:
-        """Return once every ``put`` so far is durably stored (acknowledged by Kafka)."""
+        """Return once every ``put`` of this row so far is durably stored (acknowledged by Kafka)."""
 
 
 class Converger(Protocol):

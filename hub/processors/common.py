@@ -47,15 +47,52 @@ class TableRow:
         self._table[self._key] = value
 
     async def persist(self, timeout_s: float = 5.0) -> None:
-        # the changelog write of every put so far is in the producer: wait for Kafka's ack, but not
-        # forever: a flush that cannot finish (the producer busy with other agents' records, a
-        # leader moving) is a transient failure, and the pipeline retries the action
+        """Return once this row's latest ``put`` is acknowledged by Kafka (its changelog record).
+
+        Waits for that one record, not for a flush of the whole producer: many rows persisting at
+        once share the producer's batches instead of each waiting for everyone's records. Not
+        forever: a write that cannot be acknowledged in time (a leader moving) is a transient
+        failure, and the pipeline retries the action.
+        """
         from connectors.errors import RetryableError
 
+        written = getattr(self._table, "switchboard_written", None)
+        if written is None:  # a table not made by json_table: the whole producer, as before
+            pending: Any = self._app.producer.flush()
+        else:
+            fut = written.get(self._key)
+            if fut is None:  # every put of this row is already acknowledged
+                return
+            pending = asyncio.shield(fut)
         try:
-            await asyncio.wait_for(self._app.producer.flush(), timeout=timeout_s)
+            await asyncio.wait_for(pending, timeout=timeout_s)
         except asyncio.TimeoutError:
             raise RetryableError(f"ledger write not acknowledged within {timeout_s:.0f}s", code="ledger.flush-timeout") from None
+        except RetryableError:
+            raise
+        except Exception as exc:  # the producer gave up on the record
+            raise RetryableError(f"ledger write failed: {type(exc).__name__}", code="ledger.write-failed") from None
+
+
+def _track_changelog_writes(table: Any) -> None:
+    """Keep each key's newest unacknowledged changelog record on ``table.switchboard_written``."""
+    written: dict[Any, asyncio.Future] = {}
+    send_changelog = table.send_changelog
+
+    def forget(fut: asyncio.Future, key: Any) -> None:
+        if not fut.cancelled():
+            fut.exception()  # retrieved here; persist() reports it to whoever waits
+        if written.get(key) is fut:
+            del written[key]
+
+    def tracked(partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        fut = send_changelog(partition, key, value, *args, **kwargs)
+        written[key] = fut
+        fut.add_done_callback(lambda f, key=key: forget(f, key))
+        return fut
+
+    table.send_changelog = tracked
+    table.switchboard_written = written
 
 
 def json_table(hub: Any, name: str) -> Any:
@@ -66,6 +103,7 @@ def json_table(hub: Any, name: str) -> Any:
         name, default=None, partitions=hub.settings.kafka.partitions,
         schema=faust.Schema(key_type=str, value_type=None, key_serializer="json", value_serializer="json"),
     )
+    _track_changelog_writes(table)
     hub.tables[name] = table
     return table
 

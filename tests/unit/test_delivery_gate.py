@@ -1,0 +1,80 @@
+"""TargetGate: concurrent calls to a target that answers; after a 429 nothing before Retry-After, then
+one call at a time at the vendor's pace; a block longer than the caller may wait raises at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from connectors.errors import RateLimitedError
+from hub.delivery.gate import TargetGate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, s: float) -> None:
+        self.now += s
+        await asyncio.sleep(0)
+
+
+async def test_calls_overlap_up_to_the_concurrency_while_the_target_answers():
+    gate = TargetGate(name="t", concurrency=3)
+    running = peak = 0
+
+    async def call():
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return "ok"
+
+    assert await asyncio.gather(*(gate.call("#a", call) for _ in range(10))) == ["ok"] * 10
+    assert peak == 3
+
+
+async def test_after_a_429_no_call_before_retry_after_then_one_at_a_time_at_that_pace():
+    clock = Clock()
+    gate = TargetGate(name="t", concurrency=8, default_block_s=1.0, clock=clock, sleep=clock.sleep)
+    calls: list[float] = []
+    refuse = [True]
+
+    async def call():
+        calls.append(clock.now)
+        if refuse[0]:
+            refuse[0] = False
+            raise RateLimitedError("429", retry_after=3.0)
+        return "ok"
+
+    with pytest.raises(RateLimitedError):
+        await gate.call("#a", call)
+    results = await asyncio.gather(*(gate.call("#a", call) for _ in range(4)))
+    assert results == ["ok"] * 4
+    assert calls[1] >= calls[0] + 3.0  # nothing before Retry-After
+    assert all(b - a >= 3.0 for a, b in zip(calls[1:], calls[2:]))  # then at the pace it asked for
+    assert await gate.call("#b", call) == "ok"  # other targets are not held back
+
+
+async def test_a_block_longer_than_the_wait_allowed_raises_with_the_remaining_time():
+    clock = Clock()
+    gate = TargetGate(name="t", max_wait_s=10.0, clock=clock, sleep=clock.sleep)
+
+    async def throttled():
+        raise RateLimitedError("429", retry_after=60.0)
+
+    with pytest.raises(RateLimitedError):
+        await gate.call("#a", throttled)
+    clock.now += 5
+
+    async def never():
+        raise AssertionError("called while blocked")
+
+    with pytest.raises(RateLimitedError) as err:
+        await gate.call("#a", never)
+    assert err.value.retry_after == pytest.approx(55.0)

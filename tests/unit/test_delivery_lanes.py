@@ -1,0 +1,77 @@
+"""KeyedLanes: records of different keys overlap, one key's run in order, and a partition's records
+are acknowledged in offset order only once each is done (never a commit ahead of the work)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from hub.delivery.lanes import KeyedLanes
+
+
+@dataclass
+class Msg:
+    tp: tuple
+    offset: int
+
+
+@dataclass
+class Ev:
+    key: bytes
+    message: Msg
+    acked: list = field(default_factory=list)
+
+    def ack(self) -> bool:
+        self.acked.append(self.message.offset)
+        return True
+
+
+async def test_keys_overlap_one_key_stays_in_order_and_acks_follow_offsets():
+    acks: list[int] = []
+    started: list[tuple[bytes, int]] = []
+    release = {o: asyncio.Event() for o in range(6)}
+
+    async def handle(ev):
+        started.append((ev.key, ev.message.offset))
+        await release[ev.message.offset].wait()
+
+    lanes = KeyedLanes(handle, window=10, name="t")
+    keys = [b"a", b"b", b"a", b"c", b"b", b"a"]
+    for off, key in enumerate(keys):
+        await lanes.submit(Ev(key, Msg(("t", 0), off), acks))
+    await asyncio.sleep(0)
+    assert sorted(started) == [(b"a", 0), (b"b", 1), (b"c", 3)]  # one per key at a time
+    release[3].set()
+    release[1].set()
+    await asyncio.sleep(0.01)
+    assert acks == []  # offset 0 is not done: nothing after it is acknowledged
+    assert (b"b", 4) in started and (b"a", 2) not in started
+    release[0].set()
+    await asyncio.sleep(0.01)
+    assert acks == [0, 1]  # 2 (key a) still running behind 0
+    for e in release.values():
+        e.set()
+    await asyncio.sleep(0.05)
+    assert acks == [0, 1, 2, 3, 4, 5]
+    assert [o for k, o in started if k == b"a"] == [0, 2, 5]
+
+
+async def test_the_window_bounds_records_in_flight_and_a_crash_is_acknowledged():
+    gate = asyncio.Event()
+    acks: list[int] = []
+
+    async def handle(ev):
+        await gate.wait()
+        if ev.message.offset == 1:
+            raise RuntimeError("boom")
+
+    lanes = KeyedLanes(handle, window=2, name="t")
+    await lanes.submit(Ev(b"a", Msg(("t", 0), 0), acks))
+    await lanes.submit(Ev(b"b", Msg(("t", 0), 1), acks))
+    third = asyncio.create_task(lanes.submit(Ev(b"c", Msg(("t", 0), 2), acks)))
+    await asyncio.sleep(0.01)
+    assert not third.done() and lanes.in_flight == 2
+    gate.set()
+    await third
+    await asyncio.sleep(0.01)
+    assert acks == [0, 1, 2] and lanes.in_flight == 0
