@@ -21,16 +21,28 @@ def policy_from(hub) -> RetryPolicy:
                        backoff_s=d.backoff_s, tier_delays_s=hub.channels.retry_delays_s)
 
 
+#: vendors whose snapshots may be coalesced: a queued newer snapshot of a target replaces the older
+#: one. A Slack snapshot carries the whole message and its whole thread, so the newest one says it
+#: all. PagerDuty is left out (a newer snapshot may belong to a later incident lifecycle, and each
+#: lifecycle is paged), and so are the support and sales paths until their snapshots are shown to
+#: carry every note and notice they ever asked for.
+COALESCED = frozenset({"slack"})
+
+
 def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipeline:
     app, channels = hub.app, hub.channels
     ledger = json_table(hub, f"ledger-{vendor}")
     pipeline = DeliveryPipeline(converger, topic=topic, policy=policy_from(hub), tier_topics=channels.retry_tiers, send=channels.send)
     hub.pipelines[vendor] = pipeline
+    coalesce = vendor in COALESCED
 
     async def handle(event) -> None:
         key, raw = event.key, event.value
         try:
             action = loads(raw)
+            if coalesce and lanes.superseded(event):
+                await pipeline.skip_superseded(action)
+                return
             await pipeline.handle(action, TableRow(ledger, action["key"], app))
         except Exception as exc:  # unreadable action: dead-letter it, keep going
             log.exception(f"{vendor}.delivery.bad-action")

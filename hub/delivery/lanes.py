@@ -14,6 +14,8 @@ Promises:
 - a record is acknowledged only when it *and every record before it on its partition* are done, so
   faust's committed offset never passes a record whose effect is not yet recorded. A crash loses no
   work; it repeats at most what was in flight, which the delivery ledgers make harmless;
+- :meth:`superseded` tells a handler that a newer record of its key is already waiting, so that a
+  burst of snapshots of one target can be coalesced into one write;
 - a handler that raises is logged and its record acknowledged, like a faust agent that raises: the
   handlers given here (the delivery pipeline) dead-letter their own failures first;
 - when partitions are revoked, the records in flight from them get ``revoke_wait_s`` to finish before
@@ -51,6 +53,7 @@ class KeyedLanes:
         self.name = name
         self.revoke_wait_s = revoke_wait_s
         self._tails: dict[Any, asyncio.Task] = {}  # key -> the newest task of that key's lane
+        self._newest: dict[Any, _Entry] = {}  # key -> the newest record read for that key
         self._partitions: dict[Any, deque[_Entry]] = {}  # tp -> records in flight, in offset order
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -75,12 +78,28 @@ class KeyedLanes:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         key = event.key
+        self._newest[key] = entry
         previous = self._tails.get(key)
         # the task copies this context, whose current_event is ``event``
         task = asyncio.create_task(self._run(entry, previous), name=f"{self.name}-lane")
         entry.task = task
         self._tails[key] = task
-        task.add_done_callback(lambda t, key=key: self._tails.pop(key, None) if self._tails.get(key) is t else None)
+        task.add_done_callback(lambda t, key=key, entry=entry: self._forget(key, t, entry))
+
+    def _forget(self, key: Any, task: asyncio.Task, entry: _Entry) -> None:
+        if self._tails.get(key) is task:
+            del self._tails[key]
+        if self._newest.get(key) is entry:
+            del self._newest[key]
+
+    def superseded(self, event: Any) -> bool:
+        """True when a newer record with the same key was read while this one waited in its lane.
+
+        For desired-state snapshots this means the work can go straight to the newer one: a burst
+        of changes to one target costs one write per turn of its lane, not one per change.
+        """
+        newest = self._newest.get(event.key)
+        return newest is not None and newest.event is not event
 
     async def _run(self, entry: _Entry, previous: asyncio.Task | None) -> None:
         if previous is not None and not previous.done():

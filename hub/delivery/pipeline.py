@@ -113,6 +113,12 @@ class DeliveryPipeline:
             await self._record(action, result.outcome, detail=result.detail, calls=result.calls, vendor_ref=result.vendor_ref)
             return result.outcome
 
+    async def skip_superseded(self, action: dict[str, Any]) -> str:
+        """Record that ``action`` was not delivered because a newer snapshot of its target is queued
+        right behind it (which converges the vendor to a state at least as new): no vendor call."""
+        await self._record(action, "skipped", detail=f"superseded: a newer snapshot of {action.get('key')} is queued")
+        return "skipped"
+
     async def dead_letter(self, action: dict[str, Any], *, reason: str, error_code: str) -> None:
         await self._send("deadletter", action.get("key") or "", {
             "schema": "switchboard.deadletter/1", "stage": f"deliver.{self.converger.vendor}",

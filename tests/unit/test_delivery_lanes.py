@@ -75,3 +75,23 @@ async def test_the_window_bounds_records_in_flight_and_a_crash_is_acknowledged()
     await third
     await asyncio.sleep(0.01)
     assert acks == [0, 1, 2] and lanes.in_flight == 0
+
+
+async def test_a_record_is_superseded_once_a_newer_one_of_its_key_is_read():
+    seen: list[tuple[int, bool]] = []
+    gate = asyncio.Event()
+    lanes: KeyedLanes
+
+    async def handle(ev):
+        if ev.message.offset == 0:
+            await gate.wait()
+        seen.append((ev.message.offset, lanes.superseded(ev)))
+
+    lanes = KeyedLanes(handle, window=10, name="t")
+    acks: list[int] = []
+    for off, key in enumerate([b"a", b"a", b"b", b"a"]):
+        await lanes.submit(Ev(key, Msg(("t", 0), off), acks))
+    gate.set()
+    await asyncio.sleep(0.02)
+    assert sorted(seen) == [(0, True), (1, True), (2, False), (3, False)]
+    assert acks == [0, 1, 2, 3]
