@@ -6,10 +6,17 @@ limits off, and the hub's receiver and worker as child processes. What it prints
 - ``baseline``: raw aiokafka produce → consume of the same payloads on the same broker (acks=all),
   the transport's limit on this machine;
 - ``saturation``: signed Jira incident webhooks sent as fast as a bounded load generator can
-  (``--concurrency`` requests in flight): ingest rate (2xx answers/s), end-to-end rate (PagerDuty
-  triggers received by the fake/s) and latency from request to the fake receiving the trigger;
+  (``--concurrency`` requests in flight): ingest rate (2xx answers/s), processing rate (actions on
+  ``actions.pagerduty``/s, read back from the topic), delivery rate (vendor calls received by the
+  fakes/s), end-to-end rate (incidents both paged and posted/s) and latency from the webhook request
+  to the fake PagerDuty receiving the trigger and to the fake Slack receiving the post;
 - ``fixed_rate``: the same at a fixed moderate rate (``--rate``/s), where latency is meaningful;
-- ``rss_mb``: peak resident memory of the receiver and the worker;
+- ``backlog``: ``--backlog`` incidents written to ``inbound.jira`` while the worker is stopped, then
+  the time from starting the worker until every one is paged and posted (and the implied 100,000);
+- ``economy``: vendor API calls per 1,000 input events over the whole run, and a burst of
+  ``--burst`` updates to one issue within a second: how many Slack writes it cost;
+- ``rss_mb`` / ``cpu_ms_per_event``: peak resident memory and CPU time per input event of the
+  receiver and the worker (CPU per event does not depend on what else the machine runs);
 - ``ratios``: the hub's rates as a fraction of the baseline.
 
 Figures are measured, never asserted: this is a benchmark, not a test. The load generator, the
@@ -132,32 +139,163 @@ def incident_bodies(n: int, start_id: int) -> list[tuple[str, bytes]]:
     return out
 
 
-async def measure(pd_state, drive_result: dict[str, Any], n: int, timeout: float) -> dict[str, Any]:
-    """Wait until the fake received every trigger; latency = receive time - send time."""
+def _slack_posts(slack_state) -> list[tuple[str, float]]:
+    """(dedup key, receive time) of every top-level incident post the fake Slack accepted."""
+    out = []
+    for call in slack_state.calls:
+        if not call.path.endswith("chat.postMessage") or call.status != 200 or not isinstance(call.body, dict):
+            continue
+        meta = call.body.get("metadata")
+        if isinstance(meta, str):
+            try:
+                meta = orjson.loads(meta)
+            except ValueError:
+                continue
+        payload = (meta or {}).get("event_payload") or {}
+        key = payload.get("message_key") or ""
+        if "|" in key and "reply_id" not in payload and not call.body.get("thread_ts"):
+            out.append((key.split("|", 1)[1], call.time))
+    return out
+
+
+def _pd_triggers(pd_state) -> list[tuple[str, float]]:
+    return [(call.body.get("dedup_key"), call.time) for call in pd_state.calls
+            if isinstance(call.body, dict) and call.body.get("event_action") == "trigger" and call.status == 202]
+
+
+async def wait_delivered(states, keys: set[str], timeout: float) -> tuple[dict[str, float], dict[str, float]]:
+    """Wait until every key was paged and posted; return the first receive time of each, per vendor."""
     deadline = time.perf_counter() + timeout
-    sent_at = drive_result["sent_at"]
-    received: dict[str, float] = {}
+    paged: dict[str, float] = {}
+    posted: dict[str, float] = {}
+    pd_seen = slack_seen = 0
     while time.perf_counter() < deadline:
-        for call in pd_state.calls:
-            body = call.body if isinstance(call.body, dict) else {}
-            key = body.get("dedup_key")
-            if key in sent_at and key not in received and body.get("event_action") == "trigger" and call.status == 202:
-                received[key] = call.time
-        if len(received) >= n:
+        pd_calls, slack_calls = states["pagerduty"].calls, states["slack"].calls
+        if len(pd_calls) != pd_seen:
+            pd_seen = len(pd_calls)
+            for key, at in _pd_triggers(states["pagerduty"]):
+                if key in keys:
+                    paged.setdefault(key, at)
+        if len(slack_calls) != slack_seen:
+            slack_seen = len(slack_calls)
+            for key, at in _slack_posts(states["slack"]):
+                if key in keys:
+                    posted.setdefault(key, at)
+        if len(paged) >= len(keys) and len(posted) >= len(keys):
             break
-        await asyncio.sleep(0.05)
-    # the fake stamps calls with the wall clock; map them onto perf_counter
+        await asyncio.sleep(0.1)
+    return paged, posted
+
+
+def _latency(received: dict[str, float], sent_at: dict[str, float], offset: float) -> dict[str, Any]:
+    lat = [received[k] + offset - sent_at[k] for k in received if k in sent_at]
+    return {"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99), "max": _pct(lat, 1.0)}
+
+
+async def measure(states, drive_result: dict[str, Any], n: int, timeout: float, processed: "ActionCounter") -> dict[str, Any]:
+    """Wait until the fakes received every trigger and post; latency = receive time - send time."""
+    sent_at = drive_result["sent_at"]
+    paged, posted = await wait_delivered(states, set(sent_at), timeout)
+    # the fakes stamp calls with the wall clock; map them onto perf_counter
     offset = time.perf_counter() - time.time()
-    lat = [received[k] + offset - sent_at[k] for k in received]
-    last = max((received[k] + offset for k in received), default=drive_result["t0"])
-    e2e_s = last - drive_result["t0"]
+    t0 = drive_result["t0"]
+    both = [max(paged[k], posted[k]) + offset for k in paged if k in posted]
+    last = max(both, default=t0)
+    e2e_s = last - t0
+    calls = [c for st in states.values() for c in st.calls if c.time + offset >= t0 and c.time + offset <= last]
     return {"events": n, "ingest_2xx": drive_result["ok"], "errors": drive_result["errors"],
             "ingest_per_s": round(drive_result["ok"] / drive_result["elapsed_s"]) if drive_result["elapsed_s"] else None,
-            "delivered": len(received), "end_to_end_per_s": round(len(received) / e2e_s) if e2e_s > 0 else None,
-            "latency_ms": {"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95), "p99": _pct(lat, 0.99), "max": _pct(lat, 1.0)}}
+            "processing_per_s": processed.rate(t0),
+            "delivery_calls_per_s": round(len(calls) / e2e_s) if e2e_s > 0 else None,
+            "paged": len(paged), "posted": len(posted),
+            "end_to_end_per_s": round(len(both) / e2e_s) if e2e_s > 0 else None,
+            "latency_ms_pagerduty": _latency(paged, sent_at, offset),
+            "latency_ms_slack": _latency(posted, sent_at, offset)}
 
 
-async def run(events: int, rate: float, concurrency: int, rate_events: int) -> dict[str, Any]:
+class ActionCounter:
+    """Reads ``actions.pagerduty`` back as the worker writes it: the processors' output rate."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.times: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self._consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, auto_offset_reset="latest", enable_auto_commit=False)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            now = time.perf_counter()
+            self.times.extend(now for records in batch.values() for _ in records)
+
+    def rate(self, since: float) -> int | None:
+        times = [t for t in self.times if t >= since]
+        return round(len(times) / (times[-1] - since)) if len(times) > 1 and times[-1] > since else None
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+async def write_backlog(bootstrap: str, topic: str, n: int, start_id: int) -> set[str]:
+    """Write ``n`` incident webhooks straight to ``inbound.jira`` as the receiver would have."""
+    from aiokafka import AIOKafkaProducer
+
+    from sandbox.jira import issue_created
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    keys = set()
+    try:
+        futures = []
+        for i in range(n):
+            issue_id = start_id + i
+            payload = issue_created(issue_id, f"OPS-{issue_id}", "OPS", f"Backlog incident {i}", priority="Highest", description="x" * 600)
+            envelope = {"schema": "switchboard.inbound/1", "source": "jira", "delivery_id": uuid.uuid4().hex,
+                        "event_type": "jira:issue_created", "received_at_ms": int(time.time() * 1000), "headers": {}, "payload": payload}
+            futures.append(await producer.send(topic, orjson.dumps(envelope), key=str(issue_id).encode()))
+            keys.add(f"jira/example.atlassian.net/{issue_id}")
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return keys
+
+
+def burst_bodies(issue_id: int, n: int) -> list[tuple[str, bytes]]:
+    """One incident, then ``n`` updates to it (its summary changing each time)."""
+    from sandbox.jira import encode, issue_created, issue_updated
+
+    t = int(time.time() * 1000)
+    out = [(f"jira/example.atlassian.net/{issue_id}", encode(issue_created(issue_id, f"OPS-{issue_id}", "OPS", "Burst incident",
+                                                                           priority="Highest", timestamp_ms=t)))]
+    for i in range(1, n + 1):
+        body = issue_updated(issue_id, f"OPS-{issue_id}", "OPS", f"Burst incident, update {i}", priority="Highest", status="To Do",
+                             changes=(("summary", f"Burst incident, update {i - 1}", f"Burst incident, update {i}"),), timestamp_ms=t + i)
+        out.append((f"burst-{issue_id}-{i}", encode(body)))
+    return out
+
+
+def _cpu_s(procs) -> dict[str, float]:
+    import psutil
+
+    out = {}
+    for role, proc in procs.procs.items():
+        try:
+            t = psutil.Process(proc.pid).cpu_times()
+            out[role] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+async def run(events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int) -> dict[str, Any]:
     import psutil
 
     from hub.broker import LocalBroker, ensure_kafka_jars
@@ -175,7 +313,9 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int) -> d
         await asyncio.to_thread(broker.start)
         bootstrap = broker.bootstrap
     partitions = 4
+    load = os.getloadavg()
     report: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                                          "load_average_at_start": [round(x, 2) for x in load],
                                           "note": "broker, hub, fakes and load generator share these cores"}}
     print(f"==> baseline: raw aiokafka produce/consume of {events} payloads", flush=True)
     bodies = incident_bodies(events, 100000)
@@ -185,7 +325,8 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int) -> d
     for state in sandbox.states.values():
         state.rate_limits = False
     port = free_port()
-    env = hub_env(bootstrap=bootstrap, prefix=f"bench{int(time.time())}.", data_dir=BENCH_DIR / "data" / uuid.uuid4().hex[:6],
+    prefix = f"bench{int(time.time())}."
+    env = hub_env(bootstrap=bootstrap, prefix=prefix, data_dir=BENCH_DIR / "data" / uuid.uuid4().hex[:6],
                   receiver_port=port, slack_url=sandbox.urls["slack"], pagerduty_url=sandbox.urls["pagerduty"], jira_secret=SECRET,
                   slack_token=SLACK_TOKEN, pagerduty_services={"ops": PD_KEY}, ca_file=sandbox.ca_file,
                   extra={"SWITCHBOARD_KAFKA__PARTITIONS": str(partitions), "SWITCHBOARD_LOG_LEVEL": "WARNING",
@@ -193,6 +334,8 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int) -> d
     procs = HubProcesses(env=env, log_dir=BENCH_DIR / "logs", receiver_port=port)
     peak: dict[str, float] = {}
     stop = asyncio.Event()
+    states = {"pagerduty": sandbox.states["pagerduty"], "slack": sandbox.states["slack"]}
+    processed = ActionCounter(bootstrap, f"{prefix}actions.pagerduty")
 
     async def sample_rss() -> None:
         while not stop.is_set():
@@ -205,33 +348,86 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int) -> d
             await asyncio.sleep(0.2)
 
     sampler = asyncio.create_task(sample_rss())
+    inputs = 0
     try:
         await asyncio.to_thread(procs.start_receiver)
         await asyncio.to_thread(procs.start_worker)
+        await processed.start()
         url = f"{procs.receiver_url}/webhooks/jira"
         print(f"==> warm-up, then saturation: {events} signed webhooks, {concurrency} in flight", flush=True)
         warm = incident_bodies(50, 900000)
-        await measure(sandbox.states["pagerduty"], await drive(url, warm, concurrency=8, rate=None), 50, 60)
+        await measure(states, await drive(url, warm, concurrency=8, rate=None), 50, 60, processed)
+        calls_before = sum(len(st.calls) for st in states.values())
+        cpu0 = _cpu_s(procs)
         sat = await drive(url, bodies, concurrency=concurrency, rate=None)
-        report["saturation"] = await measure(sandbox.states["pagerduty"], sat, events, 300)
+        report["saturation"] = await measure(states, sat, events, 600, processed)
+        cpu1 = _cpu_s(procs)
+        report["cpu_ms_per_event"] = {role: round((cpu1[role] - cpu0.get(role, 0.0)) * 1000 / events, 2) for role in cpu1}
+        inputs += events
         print(f"==> fixed rate: {rate_events} webhooks at {rate}/s", flush=True)
         fixed_bodies = incident_bodies(rate_events, 500000)
         fixed = await drive(url, fixed_bodies, concurrency=concurrency, rate=rate)
-        report["fixed_rate"] = {"rate_per_s": rate, **await measure(sandbox.states["pagerduty"], fixed, rate_events, 120)}
+        report["fixed_rate"] = {"rate_per_s": rate, **await measure(states, fixed, rate_events, 300, processed)}
+        inputs += rate_events
+        print(f"==> burst: one incident and {burst} updates to it within a second", flush=True)
+        slack_before = len(states["slack"].calls)
+        burst_id = 700000
+        bursting = burst_bodies(burst_id, burst)
+        await drive(url, bursting[:1], concurrency=1, rate=None)
+        await drive(url, bursting[1:], concurrency=concurrency, rate=float(burst))
+        inputs += len(bursting)
+        await asyncio.sleep(5)
+        writes = [c for c in states["slack"].calls[slack_before:] if c.path.endswith(("chat.postMessage", "chat.update"))]
+        report["burst"] = {"updates": burst, "slack_writes": len(writes),
+                           "slack_writes_per_update": round(len(writes) / burst, 3) if burst else None}
+        if backlog:
+            print(f"==> backlog: {backlog} incidents written to inbound.jira while the worker is stopped", flush=True)
+            await asyncio.to_thread(procs.stop, "worker")
+            keys = await write_backlog(bootstrap, f"{prefix}inbound.jira", backlog, 2_000_000)
+            inputs += backlog
+            t0 = time.perf_counter()
+            wall0 = time.time()
+            await asyncio.to_thread(procs.start_worker)
+            ready_s = time.perf_counter() - t0
+            paged, posted = await wait_delivered(states, keys, max(120.0, backlog / 20))
+            done = [max(paged[k], posted[k]) for k in paged if k in posted]
+            caught_up_s = (max(done) - wall0) if len(done) == backlog else None
+            report["backlog"] = {"events": backlog, "worker_ready_s": round(ready_s, 1), "paged": len(paged), "posted": len(posted),
+                                 "caught_up_s": round(caught_up_s, 1) if caught_up_s else None,
+                                 "events_per_s": round(backlog / caught_up_s) if caught_up_s else None,
+                                 "projected_100k_s": round(100_000 * (caught_up_s - ready_s) / backlog + ready_s) if caught_up_s else None}
+        total_calls = sum(len(st.calls) for st in states.values()) - calls_before
+        report["economy"] = {"input_events": inputs, "vendor_calls": total_calls,
+                             "calls_per_1000_events": round(total_calls * 1000 / inputs, 1) if inputs else None,
+                             "by_method": _by_method(states)}
     finally:
         stop.set()
         await sampler
+        await processed.stop()
         await asyncio.to_thread(procs.stop_all)
         await sandbox.stop()
         if broker is not None:
             await asyncio.to_thread(broker.stop)
     report["rss_mb"] = {k: round(v, 1) for k, v in peak.items()}
     base = report["baseline"]["produce_consume_per_s"]
+    sat = report["saturation"]
     report["ratios"] = {
-        "ingest_vs_baseline": round((report["saturation"]["ingest_per_s"] or 0) / base, 3),
-        "end_to_end_vs_baseline": round((report["saturation"]["end_to_end_per_s"] or 0) / base, 3),
+        "ingest_vs_baseline": round((sat["ingest_per_s"] or 0) / base, 3),
+        "processing_vs_baseline": round((sat["processing_per_s"] or 0) / base, 3),
+        "end_to_end_vs_baseline": round((sat["end_to_end_per_s"] or 0) / base, 3),
     }
+    if report.get("backlog", {}).get("events_per_s"):
+        report["ratios"]["backlog_vs_baseline"] = round(report["backlog"]["events_per_s"] / base, 3)
     return report
+
+
+def _by_method(states) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for vendor, st in states.items():
+        for c in st.calls:
+            name = c.path.rsplit("/", 1)[-1] if vendor == "slack" else (c.body.get("event_action") if isinstance(c.body, dict) else c.path)
+            out[f"{vendor}.{name}"] = out.get(f"{vendor}.{name}", 0) + 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,9 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=200.0, help="webhooks per second in the fixed-rate run")
     p.add_argument("--rate-events", type=int, default=2000, help="webhooks in the fixed-rate run")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--backlog", type=int, default=100_000, help="incidents left in inbound.jira while the worker is stopped (0: skip)")
+    p.add_argument("--burst", type=int, default=50, help="updates to one issue within a second, for the coalescing figure")
     p.add_argument("--out", default=None, help="also write the JSON report to this file")
     args = p.parse_args(argv)
-    report = asyncio.run(run(args.events, args.rate, args.concurrency, args.rate_events))
+    report = asyncio.run(run(args.events, args.rate, args.concurrency, args.rate_events, args.backlog, args.burst))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
