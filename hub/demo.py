@@ -104,7 +104,7 @@ async def support_scenario(jira, zd) -> list[tuple[str, bool]]:
     say("\n6. Support: SUP-1 'Password reset emails are not sent' is filed in Jira")
     issue = jira.create_issue("SUP", "Password reset emails are not sent", issue_type="Bug", priority="High")
     await jira.deliver()
-    say(f"7. Three customers write in: the key in the Jira field (Acme), in the subject (Globex), as a tag (Acme)")
+    say("7. Three customers write in: the key in the Jira field (Acme), in the subject (Globex), as a tag (Acme)")
     t1 = zd.create_ticket(subject="No reset email", comment="I asked three times.", actor_id=AGENT, channel="web",
                           organization_id=1, custom_fields={KEY: issue.key}).ticket.id
     t2 = zd.create_ticket(subject=f"Reset link never arrives ({issue.key})", comment="Urgent.", actor_id=AGENT, channel="web",

@@ -59,19 +59,21 @@ _POLICY_FIELDS: dict[str, str] = {
 }
 
 
+def file_digest(path: Path) -> str | None:
+    """sha256 of the file's bytes, or None while it cannot be read (a reload waits for a readable file)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 class RoutingWatcher:
     def __init__(self, path: Path, apply: Callable[[Any], None], *, settings: Any | None = None) -> None:
         self.path = Path(path)
         self.apply = apply
         self.settings = settings
-        self._digest = self._read_digest()
+        self._digest = file_digest(self.path)
         self.reloads = 0
-
-    def _read_digest(self) -> str | None:
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except OSError:
-            return None
 
     def problems(self, cfg: Any) -> list[str]:
         s = self.settings
@@ -84,7 +86,7 @@ class RoutingWatcher:
         """Load and apply the routing file at a new ``path``; on refusal keep watching the old one."""
         old_path, old_digest = self.path, self._digest
         self.path, self._digest = Path(path), None
-        if self._read_digest() is None:
+        if file_digest(self.path) is None:
             log.error("routing.reload-refused", extra={"file": str(self.path), "reason": "no such file"})
         elif self.check():
             return True
@@ -95,7 +97,7 @@ class RoutingWatcher:
         """Reload if the file changed; return whether a new routing was applied."""
         from hub.routing import RoutingConfigError, load_routing
 
-        digest = self._read_digest()
+        digest = file_digest(self.path)
         if digest is None or digest == self._digest:
             return False
         self._digest = digest  # a refused version is not retried until the file changes again
@@ -191,14 +193,8 @@ class SettingsWatcher:
         self.validate = validate or (lambda s: [])
         self.on_applied = on_applied
         self._loaded = running  # the last valid version read: restart-needed keys are named once
-        self._digest = self._read_digest()
+        self._digest = file_digest(self.path)
         self.reloads = 0
-
-    def _read_digest(self) -> str | None:
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except OSError:
-            return None
 
     def _refuse(self, reason: str) -> None:
         settings_log.error("settings.reload.refused", extra={"file": str(self.path), "reason": reason[:500]})
@@ -207,7 +203,7 @@ class SettingsWatcher:
         """Reload if the file changed; return the keys applied (empty when nothing was)."""
         from hub.settings import ConfigError
 
-        digest = self._read_digest()
+        digest = file_digest(self.path)
         if digest == self._digest:
             return []
         self._digest = digest  # a refused version is not retried until the file changes again

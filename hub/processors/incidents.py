@@ -219,7 +219,7 @@ def register(hub) -> None:
     from hub.channels import loads
     from hub.processors.common import dead_letter, json_table
 
-    app, channels, cfg = hub.app, hub.channels, hub.routing
+    app, channels = hub.app, hub.channels
     table = json_table(hub, "incidents")
     stats = hub.pipelines.setdefault("incidents", {"in": 0, "emitted": 0, "dead": 0})
 

@@ -25,7 +25,6 @@ import html
 import logging
 import os
 import re
-import time
 from datetime import datetime, timezone
 from typing import Any
 

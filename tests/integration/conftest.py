@@ -61,6 +61,29 @@ async def eventually(check, timeout: float = 45.0, interval: float = 0.2, what: 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict]]:
+    """Every record of ``topic`` up to its end offsets now, as (key, JSON value); tombstones left out."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.kafka_admin import partition_count
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[tuple[bytes | None, dict]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            for records in (await consumer.getmany(*tps, timeout_ms=1000)).values():
+                out.extend((r.key, orjson.loads(r.value)) for r in records if r.value is not None)
+        return out
+    finally:
+        await consumer.stop()
+
+
 async def reset_group_to_start(bootstrap: str, prefix: str, app_id: str = "switchboard") -> None:
     """Rewind the worker's consumer group to offset 0 on every topic it reads (the worker must be stopped)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

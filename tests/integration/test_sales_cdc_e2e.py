@@ -14,14 +14,13 @@ import signal
 import subprocess
 import sys
 
-import orjson
 import pytest
 
 from connectors.salesforce.events import cdc_channel, to_18
 from sandbox import salesforce as sf_fake
 from sandbox.common import FaultRule
-from tests.integration.conftest import eventually
-from tests.integration.test_sales_e2e import PERSON, recompute, sales, shown  # noqa: F401 - the fixture
+from tests.integration.conftest import eventually, read_topic
+from tests.integration.test_sales_e2e import PERSON, recompute, sales, seed_deals, shown  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -54,30 +53,6 @@ class BridgeProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else "(no log)"
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict]]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from hub.kafka_admin import partition_count
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out = []
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
-
-        while await behind():
-            for records in (await consumer.getmany(*tps, timeout_ms=1000)).values():
-                out.extend((r.key, orjson.loads(r.value)) for r in records if r.value is not None)
-        return out
-    finally:
-        await consumer.stop()
-
-
 def subscribed(sf) -> bool:
     return any(set(c.cursors) == set(CHANNELS) for c in sf.cometd_clients.values())
 
@@ -93,16 +68,7 @@ async def test_the_cdc_bridge_alone_feeds_revenue_resumes_after_a_kill_and_write
     await asyncio.to_thread(bridge.start)
     try:
         await eventually(lambda: subscribed(sf), timeout=60, what=f"the bridge subscribed; its log:\n{bridge.tail()}")
-        accounts = [sf.create("Account", {"Name": f"Account {i}"}, user_id=PERSON).id for i in range(5)]
-        open_stages = [s for s in sf_fake.STAGES if not s.startswith("Closed")]
-        opps = []
-        for i in range(60):
-            opp = sf.create("Opportunity", {"Name": f"Deal {i}", "Amount": rng.randrange(1000, 90000), "StageName": rng.choice(open_stages),
-                                            "CloseDate": f"2027-0{rng.randrange(1, 9)}-1{rng.randrange(0, 9)}", "AccountId": rng.choice(accounts),
-                                            "CurrencyIsoCode": rng.choice(["USD", "EUR"])}, user_id=PERSON).id
-            opps.append(opp)
-            for issue in rng.sample(issues, rng.choice([1, 1, 2])):
-                sf.create("Feature_Request__c", {"Name": f"FR {i} {issue.key}", "Opportunity__c": opp, "Jira_Key__c": issue.key}, user_id=PERSON)
+        opps = seed_deals(sf, issues, rng, deals=60, accounts=5)
         # one request names its issue only in its text: the hub links it and writes the key field itself
         texted_opp = sf.create("Opportunity", {"Name": "Texted deal", "Amount": 777, "StageName": "Prospecting", "CloseDate": "2027-05-05"},
                                user_id=PERSON).id

@@ -126,22 +126,29 @@ def shown(jira: JiraState, issue_key: str) -> dict | None:
     return prop and prop["totals"]
 
 
+def seed_deals(sf, issues, rng: random.Random, *, deals: int, accounts: int) -> list[str]:
+    """``deals`` open opportunities in two currencies over ``accounts`` accounts, each asked for by one
+    or two of ``issues`` through a feature request naming the issue's key; returns their ids."""
+    account_ids = [sf.create("Account", {"Name": f"Account {i}"}, user_id=PERSON).id for i in range(accounts)]
+    stages = [s for s in sf_fake.STAGES if not s.startswith("Closed")]
+    opps = []
+    for i in range(deals):
+        opp = sf.create("Opportunity", {"Name": f"Deal {i}", "Amount": rng.randrange(1000, 90000), "StageName": rng.choice(stages),
+                                        "CloseDate": f"2027-0{rng.randrange(1, 9)}-1{rng.randrange(0, 9)}", "AccountId": rng.choice(account_ids),
+                                        "CurrencyIsoCode": rng.choice(["USD", "EUR"])}, user_id=PERSON).id
+        opps.append(opp)
+        for issue in rng.sample(issues, rng.choice([1, 1, 2])):
+            sf.create("Feature_Request__c", {"Name": f"FR {i} {issue.key}", "Opportunity__c": opp, "Jira_Key__c": issue.key}, user_id=PERSON)
+    return opps
+
+
 async def test_revenue_at_stake_equals_a_recomputation_through_history_restart_and_tasks_once(sales):
     sandbox, procs = sales
     jira, sf = sandbox.states["jira"], sandbox.states["salesforce"]
     rng = random.Random(42)
     issues = [jira.create_issue("OPS", f"Feature {i}", issue_type="Story") for i in range(3)]
     await jira.deliver()
-    accounts = [sf.create("Account", {"Name": f"Account {i}"}, user_id=PERSON).id for i in range(8)]
-    stages = [s for s in sf_fake.STAGES if not s.startswith("Closed")]
-    opps = []
-    for i in range(200):
-        opp = sf.create("Opportunity", {"Name": f"Deal {i}", "Amount": rng.randrange(1000, 90000), "StageName": rng.choice(stages),
-                                        "CloseDate": f"2027-0{rng.randrange(1, 9)}-1{rng.randrange(0, 9)}", "AccountId": rng.choice(accounts),
-                                        "CurrencyIsoCode": rng.choice(["USD", "EUR"])}, user_id=PERSON).id
-        opps.append(opp)
-        for issue in rng.sample(issues, rng.choice([1, 1, 2])):
-            sf.create("Feature_Request__c", {"Name": f"FR {i} {issue.key}", "Opportunity__c": opp, "Jira_Key__c": issue.key}, user_id=PERSON)
+    opps = seed_deals(sf, issues, rng, deals=200, accounts=8)
     await asyncio.to_thread(poll, procs)
     for issue in issues:
         await eventually(lambda issue=issue: shown(jira, issue.key) == recompute(sf, issue.key), timeout=90,
@@ -218,4 +225,4 @@ async def test_revenue_at_stake_equals_a_recomputation_through_history_restart_a
     for issue in issues:
         assert shown(jira, issue.key) == recompute(sf, issue.key)
     assert len(tasks()) == len(expected), "a replay from the start must not notify again"
-    assert all(f"[ref " in t.values["Description"] for t in tasks())
+    assert all("[ref " in t.values["Description"] for t in tasks())

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub.stack import (SANDBOX_JIRA_TICKET_FIELD, SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD,
                        SANDBOX_ZENDESK_STATUS_FIELD, HubProcesses, free_port, hub_env, sandbox_env)

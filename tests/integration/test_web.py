@@ -362,7 +362,7 @@ async def test_metrics_expose_the_counters(world):
 
 async def test_routing_reloads_without_a_restart(world):
     w = world
-    jira, pd = w.sandbox.states["jira"], w.sandbox.states["pagerduty"]
+    jira = w.sandbox.states["jira"]
 
     def posted(summary):
         return [m for m in w.sandbox.states["slack"].history("C0INCIDENTS") if summary in str(m)]
