@@ -110,6 +110,20 @@ async def test_query_follows_next_records_url_with_the_batch_size(client, state,
     assert len(token_calls(state)) == 1
 
 
+@pytest.mark.parametrize("next_url", ["https://attacker.example/services/data/v62.0/query/01gX-200",
+                                      "//attacker.example/services/data/v62.0/query/01gX-200", "/not/the/api"])
+async def test_a_next_records_url_elsewhere_is_never_fetched(client, state, clock, monkeypatch, next_url):
+    # the only URL the hub follows from a vendor's answer: it must stay on the configured instance's API
+    add_opportunities(state, clock, 3)
+    real_query = client._sf.query
+    monkeypatch.setattr(client._sf, "query", lambda *a, **k: {**real_query(*a, **k), "done": False, "nextRecordsUrl": next_url})
+    followed = []
+    monkeypatch.setattr(client._sf, "query_more", lambda *a, **k: followed.append(a) or {"records": [], "done": True})
+    with pytest.raises(RetryableError, match="unexpected nextRecordsUrl"):
+        await collect(client.query("SELECT Id FROM Opportunity"))
+    assert followed == [] and all(not c.path.startswith("http") for c in state.calls)
+
+
 async def test_query_all_includes_deleted_records(client, state, clock):
     ids = add_opportunities(state, clock, 3)
     state.delete("Opportunity", ids[1], user_id=state.person_user_id)
