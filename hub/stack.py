@@ -88,16 +88,19 @@ class HubProcesses:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     _logs: list = field(default_factory=list)
 
-    def _spawn(self, role: str) -> subprocess.Popen:
+    def _spawn(self, role: str, name: str | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start ``switchboard <role>`` as the process called ``name`` (default: the role), logging to ``<name>.log``."""
+        name = name or role
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{role}.log", "ab")
+        log = open(self.log_dir / f"{name}.log", "ab")
         self._logs.append(log)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_") or k == "SWITCHBOARD_LIBRARY_LOG_LEVEL"}
         env.update(self.env)
+        env.update(extra_env or {})
         env.setdefault("PYTHONUNBUFFERED", "1")
         proc = subprocess.Popen([sys.executable, "-m", "hub.cli", role], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-        self.procs[role] = proc
+        self.procs[name] = proc
         return proc
 
     @property
@@ -114,21 +117,25 @@ class HubProcesses:
         self._spawn("web")
         self.wait_http(f"http://127.0.0.1:{port}/health", timeout, role="web")
 
-    def start_worker(self, timeout: float = 90.0) -> None:
-        """Start the worker and wait until faust says it is ready (partitions assigned)."""
-        log_path = self.log_dir / "worker.log"
+    def start_worker(self, timeout: float = 90.0, *, name: str = "worker", extra_env: dict[str, str] | None = None) -> None:
+        """Start a worker and wait until faust says it is ready (partitions assigned).
+
+        More workers of the same group run side by side under different ``name``s, each with its
+        own ``SWITCHBOARD_DATA_DIR`` in ``extra_env`` (faust's local table stores are per process).
+        """
+        log_path = self.log_dir / f"{name}.log"
         start_at = log_path.stat().st_size if log_path.exists() else 0
-        proc = self._spawn("worker")
+        proc = self._spawn("worker", name, extra_env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}; last lines:\n{self.tail('worker')}")
+                raise RuntimeError(f"{name} exited with {proc.returncode}; last lines:\n{self.tail(name)}")
             with open(log_path, "rb") as f:
                 f.seek(start_at)
                 if b"worker.ready" in f.read():
                     return
             time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s; last lines:\n{self.tail('worker')}")
+        raise TimeoutError(f"{name} not ready after {timeout}s; last lines:\n{self.tail(name)}")
 
     def wait_http(self, url: str, timeout: float, role: str) -> None:
         deadline = time.monotonic() + timeout

@@ -53,6 +53,8 @@ class FaultRule:
     processes the request fully (recorded, state changed) and then aborts the TCP connection
     without an answer. ``delay_ms`` waits before doing either, or before answering normally.
     ``count`` is how many matching requests get the fault; ``None`` means until cleared.
+    ``every`` applies the rule to one matching request in ``every`` (the others pass untouched and
+    do not count): ``every=20`` hits 5% of the calls.
     """
 
     path: str
@@ -61,12 +63,14 @@ class FaultRule:
     count: int | None = 1
     drop_after_processing: bool = False
     delay_ms: int = 0
+    every: int = 1
+    _seen: int = 0
 
     @classmethod
     def from_json(cls, data: Any) -> FaultRule:
         if not isinstance(data, Mapping):
             raise SandboxError("a fault rule must be a JSON object")
-        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - {f for f in cls.__dataclass_fields__ if not f.startswith("_")}
         if unknown:
             raise SandboxError(f"unknown fault rule keys: {sorted(unknown)}")
         path = data.get("path")
@@ -89,23 +93,27 @@ class FaultRule:
         delay_ms = data.get("delay_ms", 0)
         if not _is_int(delay_ms) or delay_ms < 0:
             raise SandboxError("fault rule 'delay_ms' must be a non-negative integer")
+        every = data.get("every", 1)
+        if not _is_int(every) or every < 1:
+            raise SandboxError("fault rule 'every' must be a positive integer")
         if status is not None and drop:
             raise SandboxError("a fault rule either answers 'status' or drops after processing, not both")
         if status is None and not drop and not delay_ms:
             raise SandboxError("a fault rule needs 'status', 'drop_after_processing' or 'delay_ms'")
-        return cls(path, status, retry_after, count, drop, delay_ms)
+        return cls(path, status, retry_after, count, drop, delay_ms, every)
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
 
 @dataclass
 class RecordedCall:
     """One vendor request as the fake saw it. ``status`` is what was (or would have been) answered;
-    ``fault`` names the injected fault that applied (``"status"``, ``"drop"``, ``"delay"``)."""
+    ``fault`` names the injected fault that applied (``"status"``, ``"drop"``, ``"delay"``);
+    ``error`` the vendor's error code when it refused the request in its body (Slack's ``ok: false``)."""
 
     seq: int
     method: str
@@ -116,6 +124,7 @@ class RecordedCall:
     time: float
     status: int | None = None
     fault: str | None = None
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +169,9 @@ class SandboxState:
         """The first active rule matching ``path``, with one use consumed."""
         for rule in self.faults:
             if rule.matches(path):
+                rule._seen += 1
+                if (rule._seen - 1) % rule.every:
+                    continue
                 if rule.count is not None:
                     rule.count -= 1
                     if rule.count == 0:
@@ -175,6 +187,10 @@ class SandboxState:
 
     def fault_body(self, status: int) -> Any:
         return {"error": "sandbox_fault", "status": status}
+
+    def answer_error(self, status: int, body: bytes) -> str | None:
+        """The vendor error code an answer carries, for the call log (``None``: not an error)."""
+        return None
 
 
 class TokenBucket:
@@ -292,6 +308,8 @@ async def _record_and_inject(request: web.Request, handler: Callable[[web.Reques
         call.status = exc.status
         raise
     call.status = response.status
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        call.error = state.answer_error(response.status, response.body)
     if rule is not None and rule.drop_after_processing:
         call.fault = "drop"
         if request.transport is not None:

@@ -212,6 +212,14 @@ class SlackState(SandboxState):
     def fault_body(self, status: int) -> dict[str, Any]:
         return {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
 
+    def answer_error(self, status: int, body: bytes) -> str | None:
+        """Slack refuses in the body (HTTP 200, ``{"ok": false, "error": code}``): keep the code."""
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return None
+        return answer.get("error") if isinstance(answer, dict) and answer.get("ok") is False else None
+
     def message_json(self, msg: SlackMessage, *, metadata: bool = True, for_update: bool = False) -> dict[str, Any]:
         """A message as the Web API shows it (shape of the contract samples)."""
         out: dict[str, Any] = {
