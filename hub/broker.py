@@ -583,6 +583,84 @@ class LocalBroker:
             return False
 
 
+class LocalCluster:
+    """A KRaft cluster of ``size`` combined nodes (node ids 1…size) on 127.0.0.1, one folder each
+    under ``data_dir``: replication factor ``size`` for every topic (internal ones included) and
+    ``min.insync.replicas`` = ``min_insync``, so an ``acks=all`` write survives the loss of
+    ``size - min_insync`` nodes. Every node is also a controller voter (a majority must live).
+
+    :meth:`kill` / :meth:`start_node` crash and bring back one node (same ports and data), for
+    fault tests. Usable as a context manager.
+    """
+
+    def __init__(self, data_dir: Path | str, size: int = 3, *, min_insync: int = 2, heap: str = "384m",
+                 version: str = KAFKA_VERSION, log: Callable[[str], object] = print) -> None:
+        if not 1 <= min_insync <= size:
+            raise ValueError("min_insync must be between 1 and the cluster size")
+        root = Path(data_dir).resolve()
+        ports: list[int] = []
+        for _ in range(2 * size):
+            port = _free_port()
+            while port in ports:
+                port = _free_port()
+            ports.append(port)
+        voters = ",".join(f"{n + 1}@127.0.0.1:{ports[size + n]}" for n in range(size))
+        props = {
+            "controller.quorum.voters": voters,
+            "default.replication.factor": size,
+            "min.insync.replicas": min_insync,
+            "offsets.topic.replication.factor": size,
+            "transaction.state.log.replication.factor": size,
+            "transaction.state.log.min.isr": min_insync,
+            "share.coordinator.state.topic.replication.factor": size,
+            "share.coordinator.state.topic.min.isr": min_insync,
+        }
+        cluster_id = _new_cluster_id()
+        self.log = log
+        self.nodes = [
+            LocalBroker(root / f"node{n + 1}", port=ports[n], controller_port=ports[size + n], heap=heap, node_id=n + 1,
+                        extra_props=props, cluster_id=cluster_id, version=version, log=log)
+            for n in range(size)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's address, comma-separated (clients need only one to answer)."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self, timeout: float = 120) -> LocalCluster:
+        """Start every node, then wait until each one is registered as a live broker."""
+        began = time.monotonic()
+        for node in self.nodes:
+            node.start(timeout, wait=False)
+        for node in self.nodes:
+            node.wait_ready(max(1.0, timeout - (time.monotonic() - began)))
+        self.log(f"Kafka cluster of {len(self.nodes)} ready at {self.bootstrap} in {time.monotonic() - began:.1f}s")
+        return self
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node, like a crash; its data stays."""
+        self.nodes[node_id - 1].kill()
+
+    def start_node(self, node_id: int, timeout: float = 90) -> None:
+        """Bring a stopped node back on its ports with its data, and wait until it is live again."""
+        self.nodes[node_id - 1].start(timeout)
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop every node at once: one by one, the last ones wait in vain for a controller quorum."""
+        threads = [threading.Thread(target=node.stop, args=(timeout,)) for node in self.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 # --------------------------------------------------------------------------- command line
 
 
