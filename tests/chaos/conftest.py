@@ -37,6 +37,7 @@ class ChaosStack:
     bootstrap: str
     tmp: Path
     workers: list[str] = field(default_factory=list)
+    last_fault_end: float = 0.0  # time.monotonic() when the last injected fault ended
 
     @property
     def slack(self) -> SlackState:

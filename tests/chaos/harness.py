@@ -341,17 +341,20 @@ def audit(slack, pagerduty, workload: Workload, *, routing_key: str | None = Non
     return Audit(c, dict(ex))
 
 
-async def settle(check: Callable[[], Audit], *, timeout: float, quiet_s: float = 3.0) -> tuple[Audit, float | None]:
+async def settle(check: Callable[[], Audit], *, timeout: float, quiet_s: float = 3.0,
+                 since: float | None = None) -> tuple[Audit, float | None]:
     """Wait until nothing is lost (or ``timeout``), then ``quiet_s`` for late duplicates.
 
-    Returns the final audit and the seconds it took to get to zero lost (``None`` if it never did).
+    Returns the final audit and the recovery time: seconds from ``since`` (a ``time.monotonic()``
+    reading, the end of the fault; default now) to zero lost, ``None`` if it never got there.
     """
     began = time.monotonic()
+    since = began if since is None else since
     converged: float | None = None
     while time.monotonic() - began < timeout:
         result = check()  # on the loop: the fakes' state is only touched from it
         if result.counts.lost == 0:
-            converged = time.monotonic() - began
+            converged = time.monotonic() - since
             break
         await asyncio.sleep(1.0)
     await asyncio.sleep(quiet_s)
