@@ -68,6 +68,14 @@ class ChaosStack:
     async def start_receiver(self) -> None:
         await asyncio.to_thread(self.procs.start_receiver)
 
+    def secrets_in_logs(self) -> list[str]:
+        """Canary secrets found in any hub process log (faults make errors, errors must not carry them)."""
+        found = []
+        for path in sorted(self.procs.log_dir.glob("*.log")):
+            text = path.read_text(errors="replace")
+            found += [f"{path.name}: {canary[:6]}…" for canary in (JIRA_SECRET, SLACK_TOKEN, PD_KEY) if canary in text]
+        return found
+
     def audit(self, workload: Workload, **kw: Any) -> Audit:
         return audit(self.slack, self.pagerduty, workload, routing_key=PD_KEY, **kw)
 
@@ -123,10 +131,12 @@ class Report:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def add(self, scenario: str, *, audit: Audit, recovery_s: float | None, **figures: Any) -> dict[str, Any]:
+    def add(self, scenario: str, *, audit: Audit, recovery_s: float | None, stack: ChaosStack | None = None,
+            **figures: Any) -> dict[str, Any]:
         entry = {
             "scenario": scenario,
             "counts": audit.counts.as_dict(),
+            "secrets_in_logs": stack.secrets_in_logs() if stack is not None else [],
             "recovery_s": None if recovery_s is None else round(recovery_s, 2),
             **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in figures.items()},
             "examples": audit.examples,
@@ -149,5 +159,6 @@ def chaos_report() -> Report:
     return Report(REPORT_PATH)
 
 
-def assert_clean(result: Audit, scenario: str) -> None:
+def assert_clean(result: Audit, scenario: str, entry: dict[str, Any] | None = None) -> None:
     assert result.clean, f"{scenario}: {result.counts.as_dict()}; examples: {json.dumps(result.examples, indent=1)}"
+    assert not (entry or {}).get("secrets_in_logs"), f"{scenario}: canary secrets in logs: {entry['secrets_in_logs']}"

@@ -53,12 +53,12 @@ async def test_broker_down_30s(tmp_path, chaos_report, size):
         await drive
         result, converged = await settle(lambda: st.audit(work), timeout=180, since=up_at)
         alive = {name: st.procs.procs[name].poll() is None for name in ("receiver", "worker")}
-        chaos_report.add(f"broker_down_30s[{size}]", audit=result, recovery_s=converged, events=work.total, accepted=work.accepted_total,
+        entry = chaos_report.add(f"broker_down_30s[{size}]", stack=st, audit=result, recovery_s=converged, events=work.total, accepted=work.accepted_total,
                          broker_down_s=up_at - down_at, broker_restart_s=up_at - down_at - BROKER_DOWN_S, answered=dict(driver.stats.statuses), answered_by_outage_end=during,
                          processes_alive=alive)
         assert driver.stats.statuses.get(503, 0) >= 1, "the receiver never answered 503 while the broker was down"
         assert all(alive.values()), f"a hub process died with the broker: {alive}"
-        assert_clean(result, "broker_down")
+        assert_clean(result, "broker_down", entry)
     finally:
         await close_stack(st)
         await asyncio.to_thread(broker.stop)
@@ -80,11 +80,11 @@ async def test_two_workers_one_killed_the_other_takes_over(kafka_bootstrap, tmp_
         killed_at = time.monotonic()
         await drive
         result, converged = await settle(lambda: st.audit(work), timeout=240, since=killed_at)
-        chaos_report.add(f"two_workers_one_killed[{size}]", audit=result,
+        entry = chaos_report.add(f"two_workers_one_killed[{size}]", stack=st, audit=result,
                          recovery_s=converged, events=work.total, accepted=work.accepted_total, partitions=4,
                          pagerduty_calls_by_killed_worker=pages_by_b, pagerduty_calls_total=len(st.pagerduty.calls))
         assert pages_by_b > 0, "the killed worker had done nothing: the scenario proved nothing"
-        assert_clean(result, "two_workers_one_killed")
+        assert_clean(result, "two_workers_one_killed", entry)
     finally:
         await close_stack(st)
 
@@ -106,10 +106,10 @@ async def test_three_broker_cluster_one_broker_killed(tmp_path, chaos_report, si
         killed_at = time.monotonic()
         await drive
         result, converged = await settle(lambda: st.audit(work), timeout=300, since=killed_at)
-        chaos_report.add(f"three_brokers_one_killed[{size}]", audit=result,
+        entry = chaos_report.add(f"three_brokers_one_killed[{size}]", stack=st, audit=result,
                          recovery_s=converged, events=work.total,
                          accepted=work.accepted_total, killed_node=victim, answered=dict(driver.stats.statuses))
-        assert_clean(result, "three_brokers_one_killed")
+        assert_clean(result, "three_brokers_one_killed", entry)
     finally:
         await close_stack(st)
         await asyncio.to_thread(cluster.stop)

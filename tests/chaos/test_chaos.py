@@ -67,12 +67,12 @@ async def test_worker_sigkill_at_random_intervals(chaos_stack, chaos_report, siz
     kills, restarts = await _kill_worker_while_busy(st, work, rng, interval, max_kills=4 if size <= 20_000 else 40)
     await drive
     result, converged = await settle(lambda: st.audit(work), timeout=180 + size / 40, since=st.last_fault_end)
-    chaos_report.add(f"worker_sigkill[{size}]", audit=result, recovery_s=converged, events=work.total,
+    entry = chaos_report.add(f"worker_sigkill[{size}]", stack=st, audit=result, recovery_s=converged, events=work.total,
                      accepted=work.accepted_total, kills=kills, worker_restart_s=[round(r, 1) for r in restarts],
                      ingest_per_s=work.total / driver.stats.seconds, wall_s=time.monotonic() - began,
                      end_to_end_events_per_s=work.total / (st.last_fault_end - began + (converged or 0)))
     assert kills >= 1
-    assert_clean(result, "worker_sigkill")
+    assert_clean(result, "worker_sigkill", entry)
 
 
 @tier(250, 5_000)
@@ -96,11 +96,11 @@ async def test_receiver_sigkill_mid_delivery(chaos_stack, chaos_report, size):
     fault_end = time.monotonic()
     await drive
     result, converged = await settle(lambda: st.audit(work), timeout=120, since=fault_end)
-    chaos_report.add(f"receiver_sigkill[{size}]", audit=result, recovery_s=converged, events=work.total,
+    entry = chaos_report.add(f"receiver_sigkill[{size}]", stack=st, audit=result, recovery_s=converged, events=work.total,
                      accepted=work.accepted_total, kills=kills, receiver_down_s=[round(d, 1) for d in down],
                      deliveries_cut_off=driver.stats.statuses.get(0, 0), sent=driver.stats.sent)
     assert kills >= 1 and driver.stats.statuses.get(0, 0) >= 1, "no delivery was cut off: the scenario proved nothing"
-    assert_clean(result, "receiver_sigkill")
+    assert_clean(result, "receiver_sigkill", entry)
 
 
 @tier(300, 5_000)
@@ -134,14 +134,14 @@ async def test_slack_429_500_and_dropped_connections(chaos_stack, chaos_report, 
     result, converged = await settle(lambda: st.audit(work), timeout=240, since=fault_end)
     early = early_calls(st.slack.calls, retry_after)
     calls = st.slack.calls
-    chaos_report.add(f"slack_faults[{size}]", audit=result, recovery_s=converged, events=work.total,
+    entry = chaos_report.add(f"slack_faults[{size}]", stack=st, audit=result, recovery_s=converged, events=work.total,
                      accepted=work.accepted_total, window_s=window,
                      answered_429=sum(c.status == 429 for c in calls), answered_500=sum(c.status == 500 for c in calls),
                      dropped_after_accept=sum(c.fault == "drop" for c in calls),
                      reconciliations=sum(c.path in ("/api/conversations.history", "/api/conversations.replies") for c in calls),
                      requests_before_retry_after=len(early))
     assert sum(c.fault == "drop" for c in calls) >= 1
-    assert_clean(result, "slack_faults")
+    assert_clean(result, "slack_faults", entry)
     assert not early, f"requests before Retry-After elapsed: {early[:5]}"
 
 
@@ -180,12 +180,12 @@ async def test_pagerduty_429_500_and_timeouts_then_replay(chaos_report, kafka_bo
         await asyncio.sleep(3.0)
         after = _replay_effects(st, before_pd=before)
         final = st.audit(work)
-        chaos_report.add(f"pagerduty_faults_and_replay[{size}]", audit=final, recovery_s=converged, events=work.total,
+        entry = chaos_report.add(f"pagerduty_faults_and_replay[{size}]", stack=st, audit=final, recovery_s=converged, events=work.total,
                          accepted=work.accepted_total, **figures, replay_s=replayed and time.monotonic() - replay_began,
                          pages_after_replay=after)
-        assert_clean(result, "pagerduty_faults")
+        assert_clean(result, "pagerduty_faults", entry)
         assert after == 0, f"{after} PagerDuty events after the replay"
-        assert_clean(final, "pagerduty_replay")
+        assert_clean(final, "pagerduty_replay", entry)
     finally:
         await close_stack(st)
 
@@ -235,13 +235,13 @@ async def test_replay_from_offset_zero_with_an_empty_state_store(chaos_stack, ch
     await asyncio.sleep(3.0)
     effects = _replay_effects(st, before_pd=before_pd, before_slack=before_slack)
     final = st.audit(work)
-    chaos_report.add(f"replay_empty_store[{size}]", audit=final, recovery_s=converged, events=work.total,
+    entry = chaos_report.add(f"replay_empty_store[{size}]", stack=st, audit=final, recovery_s=converged, events=work.total,
                      accepted=work.accepted_total, replay_s=replay_s, records_replayed=to_replay,
                      new_effects_after_replay=effects)
-    assert_clean(result, "replay (first run)")
+    assert_clean(result, "replay (first run)", entry)
     assert to_replay > work.total and replayed is not None, "the replay did not happen or did not finish"
     assert effects == 0, f"{effects} vendor calls changed something after the replay"
-    assert_clean(final, "replay")
+    assert_clean(final, "replay", entry)
 
 
 async def test_poisoned_records_are_dead_lettered_without_stalling_their_partition(chaos_stack, chaos_report):
@@ -266,9 +266,9 @@ async def test_poisoned_records_are_dead_lettered_without_stalling_their_partiti
     by_stage = {}
     for d in letters:
         by_stage.setdefault(d.get("stage"), []).append(d.get("reason"))
-    chaos_report.add("poisoned_records", audit=result, recovery_s=converged, events=work.total,
+    entry = chaos_report.add("poisoned_records", stack=st, audit=result, recovery_s=converged, events=work.total,
                      accepted=work.accepted_total, dead_letters=by_stage, wall_s=time.monotonic() - began)
     assert len(by_stage.get("incidents", [])) == 2, by_stage
     assert any("KeyError" in r for r in by_stage["incidents"]), by_stage
     assert any("version" in (r or "") for r in by_stage.get("deliver.slack", [])), by_stage
-    assert_clean(result, "poisoned_records")
+    assert_clean(result, "poisoned_records", entry)
