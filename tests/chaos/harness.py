@@ -367,16 +367,22 @@ __all__ = ["Audit", "Counts", "DEFAULT_ACTOR_NAME", "Driver", "Incident", "Workl
 # --------------------------------------------------------------------------- Kafka helpers
 
 
+INCIDENT_PATH_TOPICS = ("inbound.jira", "events.tracker", "actions.pagerduty", "actions.slack")
+
+
 async def group_lag(bootstrap: str, group: str, prefix: str) -> int:
-    """Records not yet committed by ``group`` on every topic under ``prefix`` (changelogs excluded)."""
+    """Records not yet committed by ``group`` on the incident path's topics under ``prefix``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.kafka_admin import partition_count
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        topics = [t for t in await consumer.topics() if t.startswith(prefix) and "-changelog" not in t
-                  and not t.endswith(("actions.results", "deadletter"))]
-        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        topics = [f"{prefix}{name}" for name in INCIDENT_PATH_TOPICS]
+        tps = [TopicPartition(t, p) for t in topics for p in range(await partition_count(bootstrap, t))]
+        if not tps:
+            raise AssertionError(f"no topics under {prefix!r}: the lag would be 0 for nothing")
         ends = await consumer.end_offsets(tps)
         lag = 0
         for tp in tps:

@@ -173,6 +173,8 @@ async def test_pagerduty_429_500_and_timeouts_then_replay(chaos_report, kafka_bo
         # the replay: from offset 0, with every incident resolved
         await asyncio.to_thread(st.procs.stop, "worker")
         await reset_group_to_start(st.bootstrap, st.prefix)
+        from tests.chaos.harness import group_lag
+        to_replay = await group_lag(st.bootstrap, GROUP.format(prefix=st.prefix), st.prefix)
         before = len(st.pagerduty.calls)
         replay_began = time.monotonic()
         await st.start_worker()
@@ -182,8 +184,9 @@ async def test_pagerduty_429_500_and_timeouts_then_replay(chaos_report, kafka_bo
         final = st.audit(work)
         entry = chaos_report.add(f"pagerduty_faults_and_replay[{size}]", stack=st, audit=final, recovery_s=converged, events=work.total,
                          accepted=work.accepted_total, **figures, replay_s=replayed and time.monotonic() - replay_began,
-                         pages_after_replay=after)
+                         records_replayed=to_replay, pages_after_replay=after)
         assert_clean(result, "pagerduty_faults", entry)
+        assert to_replay > work.total and replayed is not None, "the replay did not happen or did not finish"
         assert after == 0, f"{after} PagerDuty events after the replay"
         assert_clean(final, "pagerduty_replay", entry)
     finally:
