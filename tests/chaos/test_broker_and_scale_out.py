@@ -113,3 +113,36 @@ async def test_three_broker_cluster_one_broker_killed(tmp_path, chaos_report, si
     finally:
         await close_stack(st)
         await asyncio.to_thread(cluster.stop)
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("size", [pytest.param(3_000, id="long")])
+async def test_two_workers_killed_in_turn(kafka_bootstrap, tmp_path, chaos_report, size):
+    """Rebalance after rebalance: one of two workers SIGKILLed and restarted every 5-15 s while the
+    other keeps going, until the run has converged (at most 8 kills)."""
+    import random
+
+    st = await make_stack(kafka_bootstrap, tmp_path, partitions=4, workers=("worker-a", "worker-b"))
+    try:
+        rng = random.Random(size)
+        work = Workload(size, first_id=8_500_000, run=st.prefix)
+        driver = Driver(st.webhook_url, JIRA_SECRET, work, concurrency=24, pace_s=0.05)
+        drive = asyncio.create_task(driver.run())
+        kills, last = [], time.monotonic()
+        while len(kills) < 8:
+            await asyncio.sleep(rng.uniform(5.0, 15.0))
+            if drive.done() and st.audit(work).counts.lost == 0:
+                break
+            victim = rng.choice(["worker-a", "worker-b"])
+            await st.kill(victim)
+            await st.start_worker(victim)
+            kills.append(victim)
+            last = time.monotonic()
+        await drive
+        result, converged = await settle(lambda: st.audit(work), timeout=300, since=last)
+        entry = chaos_report.add(f"two_workers_killed_in_turn[{size}]", stack=st, audit=result, recovery_s=converged,
+                                 events=work.total, accepted=work.accepted_total, partitions=4, kills=kills)
+        assert kills, "no worker was killed: the run was too short"
+        assert_clean(result, "two_workers_killed_in_turn", entry)
+    finally:
+        await close_stack(st)

@@ -275,3 +275,35 @@ async def test_poisoned_records_are_dead_lettered_without_stalling_their_partiti
     assert any("KeyError" in r for r in by_stage["incidents"]), by_stage
     assert any("version" in (r or "") for r in by_stage.get("deliver.slack", [])), by_stage
     assert_clean(result, "poisoned_records", entry)
+
+
+@tier(100, 2_000)
+async def test_worker_sigkill_while_slack_rate_limits(chaos_stack, chaos_report, size):
+    """Slack answers 429 with a Retry-After longer than a worker restart, and the worker is SIGKILLed
+    right after the first one: the restarted worker must still not call that channel before the
+    Retry-After has elapsed, and must deliver everything once."""
+    from sandbox.common import FaultRule
+
+    from tests.chaos.harness import early_calls
+
+    st = chaos_stack
+    retry_after = 15
+    work = Workload(size, first_id=3_500_000, run=st.prefix)
+    limited = FaultRule.from_json({"path": "/api/chat.postMessage", "status": 429, "retry_after": retry_after, "count": 1})
+    st.slack.add_faults([limited])
+    drive = asyncio.create_task(Driver(st.webhook_url, JIRA_SECRET, work, concurrency=8).run())
+    while not any(c.status == 429 for c in st.slack.calls):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    await st.kill("worker")
+    began = time.monotonic()
+    await st.start_worker()
+    restart_s = time.monotonic() - began
+    await drive
+    result, converged = await settle(lambda: st.audit(work), timeout=180, since=began)
+    early = early_calls(st.slack.calls, retry_after)
+    entry = chaos_report.add(f"worker_sigkill_in_slack_rate_limit[{size}]", stack=st, audit=result, recovery_s=converged,
+                             events=work.total, accepted=work.accepted_total, retry_after_s=retry_after,
+                             worker_restart_s=restart_s, requests_before_retry_after=len(early), early=early[:5])
+    assert_clean(result, "worker_sigkill_in_slack_rate_limit", entry)
+    assert not early, f"requests before Retry-After elapsed: {early[:5]}"
