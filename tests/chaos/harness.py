@@ -428,16 +428,22 @@ async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> N
         await producer.stop()
 
 
+#: calls already in flight when a 429 is answered were sent before anyone knew: the hub may have
+#: several in flight per channel (hub/delivery/gate.py), so arrivals this soon after a 429 are not early
+IN_FLIGHT_MARGIN_S = 0.5
+
+
 def early_calls(calls: list[Any], retry_after_s: float) -> list[str]:
     """Slack calls to a channel sent before the ``Retry-After`` (``retry_after_s``, what the fault
-    answered) of a 429 on that channel had elapsed, with 50 ms for clock granularity."""
+    answered) of a 429 on that channel had elapsed: arriving more than ``IN_FLIGHT_MARGIN_S`` after
+    the 429 and more than 50 ms (clock granularity) before its end."""
     early, blocked = [], {}
     for call in sorted(calls, key=lambda c: c.time):
         body = call.body if isinstance(call.body, dict) else {}
         channel = str(body.get("channel") or call.query.get("channel") or "")
-        until = blocked.get(channel)
-        if until is not None and call.time < until - 0.05:
+        since, until = blocked.get(channel, (0.0, 0.0))
+        if since + IN_FLIGHT_MARGIN_S < call.time < until - 0.05:
             early.append(f"{call.path} to {channel} {until - call.time:.2f}s early")
         if call.status == 429:
-            blocked[channel] = call.time + retry_after_s
+            blocked[channel] = (call.time, call.time + retry_after_s)
     return early

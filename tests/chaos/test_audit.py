@@ -76,5 +76,6 @@ def test_early_calls_are_the_ones_inside_retry_after():
     calls = [RecordedCall(1, "POST", "/api/chat.postMessage", {}, {"channel": "C1"}, {}, 10.0, 429),
              RecordedCall(2, "POST", "/api/chat.postMessage", {}, {"channel": "C2"}, {}, 11.0, 200),
              RecordedCall(3, "POST", "/api/chat.postMessage", {}, {"channel": "C1"}, {}, 12.0, 200),
-             RecordedCall(4, "POST", "/api/chat.postMessage", {}, {"channel": "C1"}, {}, 13.0, 200)]
+             RecordedCall(4, "POST", "/api/chat.postMessage", {}, {"channel": "C1"}, {}, 13.0, 200),
+             RecordedCall(5, "POST", "/api/chat.postMessage", {}, {"channel": "C1"}, {}, 10.1, 200)]  # was in flight
     assert len(early_calls(calls, 3.0)) == 1
