@@ -2,14 +2,19 @@
 
 Ledger row per message key::
 
-    {"channel_id", "ts", "version", "replies": {reply id: ts}, "pending": {"kind", "id", "at"} | None}
+    {"channel_id", "ts", "version", "floor", "replies": {reply id: ts}, "pending": {"kind", "id", "at"} | None}
+
+``version`` is the snapshot Slack is known to show; ``floor`` the newest one that may show (durable
+before the post or update that shows it), so that an older snapshot re-read after a crash or by the
+worker taking over the partition never puts older content back on the message.
 
 Posting is the one call that is not idempotent. Before each post the converger writes a *pending*
 marker and waits until it is durable; the post carries Slack message metadata naming the message
 key (and reply id). A marker found on the next attempt — after a crash, a timeout, or a connection
 dropped after Slack accepted the post — means "maybe posted": the converger looks the message up by
 its metadata (``conversations.history`` / ``conversations.replies`` with ``include_all_metadata``)
-and adopts it instead of posting again. ``chat.update`` is idempotent and needs no marker.
+and adopts it instead of posting again. ``chat.update`` is idempotent and needs no marker, only the
+durable floor.
 
 No request goes to a channel before a ``Retry-After`` it answered has elapsed.
 """
@@ -52,8 +57,11 @@ class SlackConverger:
         version = int(action["version"])
         row = dict(state.get() or {"channel_id": None, "ts": None, "version": 0, "replies": {}, "pending": None})
         row["replies"] = dict(row.get("replies") or {})
-        if version < row["version"]:
-            return Outcome("skipped", detail=f"stale snapshot v{version} < delivered v{row['version']}")
+        # "floor": the newest version that may already show in Slack, made durable before the call
+        # that shows it; an older snapshot re-read after a crash or a takeover must not go out
+        floor = max(row["version"], int(row.get("floor") or 0))
+        if version < floor:
+            return Outcome("skipped", detail=f"stale snapshot v{version} < delivered v{floor}")
         if self.dry_run:  # the ledger stays as it is: going live later delivers the real state
             return Outcome("dry_run", detail=f"would converge {action['channel']} to v{version}")
         client = self.client
@@ -79,6 +87,7 @@ class SlackConverger:
 
         if row["ts"] is None:
             row["pending"] = {"kind": "post", "id": None, "at": self._clock()}
+            row["floor"] = version
             state.put(row)
             await state.persist()
             resp = await self._call(channel, client.post_message, channel_id, message["text"], blocks=message.get("blocks"),
@@ -87,6 +96,10 @@ class SlackConverger:
             row.update(ts=resp.get("ts"), channel_id=resp.get("channel") or channel_id, version=version, pending=None)
             state.put(row)
         elif version > row["version"]:
+            if version > int(row.get("floor") or 0):
+                row["floor"] = version
+                state.put(row)
+                await state.persist()
             await self._call(channel, client.update_message, channel_id, row["ts"], message["text"], blocks=message.get("blocks"))
             calls.append("chat.update")
             row["version"] = version
