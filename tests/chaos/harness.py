@@ -301,7 +301,8 @@ def audit(slack, pagerduty, workload: Workload, *, routing_key: str | None = Non
         before = shown.get((channel, issue_id))
         if before is not None and (now[0] < before[0] or now[1] < before[1]):
             c.order_violations += 1
-            note("order_violations", f"{by_id[issue_id].key}: update went from {before} to {now} (state rank, rev)")
+            note("order_violations", f"{by_id[issue_id].key}: update went from {before} to {now} (state rank, rev) "
+                                     f"at {call.time:.3f} (call {call.seq})")
         shown[(channel, issue_id)] = max(before or now, now)
 
     # PagerDuty: one incident per dedup key
@@ -447,3 +448,26 @@ def early_calls(calls: list[Any], retry_after_s: float) -> list[str]:
         if call.status == 429:
             blocked[channel] = (call.time, call.time + retry_after_s)
     return early
+
+
+async def group_members(bootstrap: str, group: str) -> list[dict[str, list[int]]]:
+    """Each member's assigned partitions per topic (topic prefix stripped to the last two parts)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (resp,) = await admin.describe_consumer_groups([group])
+        members = []
+        for group_entry in resp.groups:
+            for member in group_entry[5]:
+                raw = member[4]
+                if not raw:
+                    members.append({})
+                    continue
+                assignment = ConsumerProtocolMemberAssignment.decode(raw)
+                members.append({topic: sorted(parts) for topic, parts in assignment.assignment})
+        return members
+    finally:
+        await admin.close()

@@ -19,7 +19,7 @@ import pytest
 
 from hub.broker import BrokerError, LocalBroker, LocalCluster
 from tests.chaos.conftest import assert_clean, close_stack, make_stack
-from tests.chaos.harness import Driver, Workload, settle
+from tests.chaos.harness import Driver, Workload, group_members, settle
 from tests.integration.conftest import JIRA_SECRET
 
 pytestmark = pytest.mark.integration
@@ -67,6 +67,7 @@ async def test_broker_down_30s(tmp_path, chaos_report, size):
 @pytest.mark.parametrize("size", [pytest.param(600, id="ci"), pytest.param(10_000, id="long", marks=pytest.mark.chaos)])
 async def test_two_workers_one_killed_the_other_takes_over(kafka_bootstrap, tmp_path, chaos_report, size):
     st = await make_stack(kafka_bootstrap, tmp_path, partitions=4, workers=("worker-a", "worker-b"))
+    b_ready, b_ready_epoch = time.monotonic(), time.time()
     try:
         work = Workload(size, first_id=8_000_000, run=st.prefix)
         driver = Driver(st.webhook_url, JIRA_SECRET, work, concurrency=24, pace_s=0.1)
@@ -75,15 +76,18 @@ async def test_two_workers_one_killed_the_other_takes_over(kafka_bootstrap, tmp_
         third = len(work.incidents) // 3
         while len(st.pagerduty.incidents) < third:
             await asyncio.sleep(0.5)
+        members = await group_members(st.bootstrap, f"{st.prefix}switchboard")
+        slack_parts = [m.get(st.topic("actions.slack"), []) for m in members]
+        kill_epoch = time.time()
         await st.kill("worker-b")
-        pages_by_b = st.procs.tail("worker-b", 100000).count("/v2/enqueue")
         killed_at = time.monotonic()
         await drive
         result, converged = await settle(lambda: st.audit(work), timeout=240, since=killed_at)
         entry = chaos_report.add(f"two_workers_one_killed[{size}]", stack=st, audit=result,
                          recovery_s=converged, events=work.total, accepted=work.accepted_total, partitions=4,
-                         pagerduty_calls_by_killed_worker=pages_by_b, pagerduty_calls_total=len(st.pagerduty.calls))
-        assert pages_by_b > 0, "the killed worker had done nothing: the scenario proved nothing"
+                         actions_slack_partitions_per_member_before_kill=slack_parts,
+                         b_started_s_before_kill=killed_at - b_ready, b_ready_epoch=b_ready_epoch, kill_epoch=kill_epoch)
+        assert len(members) == 2 and all(slack_parts), f"both workers must own partitions before the kill: {members}"
         assert_clean(result, "two_workers_one_killed", entry)
     finally:
         await close_stack(st)
