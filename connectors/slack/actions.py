@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable
 
 from connectors.slack.client import SlackClient
-from hub.delivery.gate import TargetGate
+from hub.delivery.gate import BlockStore, TargetGate
 from hub.delivery.pipeline import KeyState, Outcome
 
 MESSAGE_EVENT = "switchboard_incident"
@@ -42,13 +42,15 @@ RECONCILE_SLACK_S = 120.0
 class SlackConverger:
     vendor = "slack"
 
-    def __init__(self, client: SlackClient | None, *, dry_run: bool = False, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: SlackClient | None, *, dry_run: bool = False, clock: Callable[[], float] = time.time,
+                 gate_store: BlockStore | None = None) -> None:
         self.client = client
         self.dry_run = dry_run or client is None
         self._clock = clock
         # one gate per channel, shared by every lane: concurrent posts while Slack answers, its pace
         # after a 429, and never a request before a Retry-After it answered has elapsed
-        self._gate = TargetGate(name="slack", concurrency=CHANNEL_CONCURRENCY, default_block_s=CHANNEL_INTERVAL_S, clock=clock)
+        self._gate = TargetGate(name="slack", concurrency=CHANNEL_CONCURRENCY, default_block_s=CHANNEL_INTERVAL_S, clock=clock,
+                                store=gate_store)
 
     async def _call(self, channel: str, fn, *args, **kwargs):
         return await self._gate.call(channel, fn, *args, **kwargs)

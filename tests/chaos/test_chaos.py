@@ -281,9 +281,6 @@ async def test_poisoned_records_are_dead_lettered_without_stalling_their_partiti
 
 
 @tier(100, 2_000)
-@pytest.mark.xfail(reason="hub bug: the delivery gate keeps a channel's Retry-After in memory only "
-                   "(hub/delivery/gate.py _Target.blocked_until), so a worker restarted inside it calls the channel "
-                   "at once; the fix belongs to the delivery rework in progress, see the README", strict=False)
 async def test_worker_sigkill_while_slack_rate_limits(chaos_stack, chaos_report, size):
     """Slack answers 429 with a Retry-After longer than a worker restart, and the worker is SIGKILLed
     right after the first one: the restarted worker must still not call that channel before the

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from connectors.errors import RateLimitedError
-from hub.delivery.gate import TargetGate
+from hub.delivery.gate import BlockStore, TargetGate
 
 
 class Clock:
@@ -78,3 +78,43 @@ async def test_a_block_longer_than_the_wait_allowed_raises_with_the_remaining_ti
     with pytest.raises(RateLimitedError) as err:
         await gate.call("#a", never)
     assert err.value.retry_after == pytest.approx(55.0)
+
+
+async def test_a_block_outlives_the_process_through_its_store(tmp_path):
+    # a worker SIGKILLed inside a Retry-After: the next process on the same data dir still waits it out
+    clock = Clock()
+    path = tmp_path / "gates" / "slack.json"
+    first = TargetGate(name="t", clock=clock, sleep=clock.sleep, store=BlockStore(path, clock=clock))
+
+    async def throttled():
+        raise RateLimitedError("429", retry_after=15.0)
+
+    with pytest.raises(RateLimitedError):
+        await first.call("#a", throttled)
+    clock.now += 4  # the worker dies and is back 4 s later
+    calls: list[float] = []
+
+    async def call():
+        calls.append(clock.now)
+        return "ok"
+
+    second = TargetGate(name="t", max_wait_s=10.0, clock=clock, sleep=clock.sleep, store=BlockStore(path, clock=clock))
+    with pytest.raises(RateLimitedError) as err:  # longer than a caller may wait: parked, not called
+        await second.call("#a", call)
+    assert err.value.retry_after == pytest.approx(11.0) and calls == []
+    assert await second.call("#b", call) == "ok" and calls == [pytest.approx(1004.0)]  # other targets are free
+    clock.now += 2
+    assert await second.call("#a", call) == "ok"
+    assert calls[-1] == pytest.approx(1015.0)  # not before the Retry-After answered to the first process
+
+
+def test_the_store_drops_expired_blocks_and_survives_a_broken_file(tmp_path):
+    clock = Clock()
+    path = tmp_path / "slack.json"
+    store = BlockStore(path, clock=clock)
+    store.save("#a", 1010.0)
+    clock.now = 1020.0
+    store.save("#b", 1030.0)
+    assert BlockStore(path, clock=clock)._blocks == {"#b": 1030.0}
+    path.write_text("{not json")
+    assert BlockStore(path, clock=clock).until("#b") == 0.0  # unreadable: empty, one early call at worst
