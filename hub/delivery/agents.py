@@ -29,6 +29,14 @@ def policy_from(hub) -> RetryPolicy:
 COALESCED = frozenset({"slack"})
 
 
+def _snapshot_version(event) -> int:
+    """The version of the desired-state snapshot a record carries (-1 when unreadable: never newer)."""
+    try:
+        return int(loads(event.value).get("version") or 0)
+    except Exception:
+        return -1
+
+
 def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipeline:
     app, channels = hub.app, hub.channels
     ledger = json_table(hub, f"ledger-{vendor}")
@@ -40,7 +48,7 @@ def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipel
         key, raw = event.key, event.value
         try:
             action = loads(raw)
-            if coalesce and lanes.superseded(event):
+            if coalesce and lanes.superseded(event, version_of=_snapshot_version):
                 await pipeline.skip_superseded(action)
                 return
             await pipeline.handle(action, TableRow(ledger, action["key"], app))

@@ -92,14 +92,20 @@ class KeyedLanes:
         if self._newest.get(key) is entry:
             del self._newest[key]
 
-    def superseded(self, event: Any) -> bool:
-        """True when a newer record with the same key was read while this one waited in its lane.
+    def superseded(self, event: Any, version_of: Callable[[Any], int] | None = None) -> bool:
+        """True when a later record with the same key was read while this one waited in its lane
+        and, with ``version_of``, carries a higher version than this one.
 
         For desired-state snapshots this means the work can go straight to the newer one: a burst
-        of changes to one target costs one write per turn of its lane, not one per change.
+        of changes to one target costs one write per turn of its lane, not one per change. Read
+        later is not newer: an older snapshot re-sent by a retry tier arrives after newer ones, and
+        must not make them skip (that left a Slack message on an old revision, caught by
+        tests/chaos ``test_slack_429_500_and_dropped_connections``).
         """
         newest = self._newest.get(event.key)
-        return newest is not None and newest.event is not event
+        if newest is None or newest.event is event:
+            return False
+        return version_of is None or version_of(newest.event) > version_of(event)
 
     async def _run(self, entry: _Entry, previous: asyncio.Task | None) -> None:
         if previous is not None and not previous.done():

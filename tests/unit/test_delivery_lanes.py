@@ -95,3 +95,25 @@ async def test_a_record_is_superseded_once_a_newer_one_of_its_key_is_read():
     await asyncio.sleep(0.02)
     assert sorted(seen) == [(0, True), (1, True), (2, False), (3, False)]
     assert acks == [0, 1, 2, 3]
+
+
+async def test_a_record_read_later_but_older_does_not_supersede_a_newer_one():
+    # a retry tier re-sends v1 after v5 was read: v5 must still be delivered, v1 is the stale one
+    seen: list[tuple[int, bool]] = []
+    gate = asyncio.Event()
+    lanes: KeyedLanes
+    versions = {0: 1, 1: 5, 2: 1}  # offset -> snapshot version
+
+    async def handle(ev):
+        if ev.message.offset == 0:
+            await gate.wait()
+        seen.append((ev.message.offset, lanes.superseded(ev, version_of=lambda e: versions[e.message.offset])))
+
+    lanes = KeyedLanes(handle, window=10, name="t")
+    acks: list[int] = []
+    for off in range(3):
+        await lanes.submit(Ev(b"a", Msg(("t", 0), off), acks))
+    gate.set()
+    await asyncio.sleep(0.02)
+    assert seen == [(0, False), (1, False), (2, False)]
+    assert acks == [0, 1, 2]
