@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from tests.contracts import CONTRACTS, require
 
 REPO = Path(__file__).resolve().parents[2]
 # tests/conftest.py puts tests/ on sys.path, where this folder would pass for a namespace package
@@ -18,7 +19,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # The vendor contracts live beside the repository, never inside it.
-CONTRACTS = REPO.parent / "shared" / "contracts"
 
 Serve = Callable[[web.Application], Awaitable[TestClient]]
 
@@ -38,9 +38,7 @@ class FakeClock:
 
 @pytest.fixture
 def contracts() -> Path:
-    if not CONTRACTS.is_dir():
-        pytest.skip(f"vendor contracts not found at {CONTRACTS} (expected beside the repo in ../shared/contracts)")
-    return CONTRACTS
+    return require(CONTRACTS)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from connectors.zendesk.signature import verify
 from sandbox import start_sandbox
 from sandbox import zendesk as zd
 from sandbox.zendesk import ZendeskState, ZendeskWebhookSender, create_app
+from tests.contracts import require
 
 EMAIL, TOKEN = "hub@northwind.test", "zd-token"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{EMAIL}/token:{TOKEN}".encode()).decode()}
@@ -501,10 +502,7 @@ def _load_spec(path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def spec(contracts):
-    path = contracts / "zendesk" / "zendesk-support-api.oas.yaml"
-    if not path.exists():
-        pytest.skip(f"Zendesk spec absent: {path}")
-    return _load_spec(path)
+    return _load_spec(require(contracts / "zendesk" / "zendesk-support-api.oas.yaml"))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import schemas
+from tests.contracts import CONTRACTS, require
 from connectors.salesforce.events import (
     cdc_channel,
     cdc_envelope,
@@ -89,10 +90,7 @@ def test_classify_and_envelopes(contract_sample):
 
 @pytest.fixture
 def contract_sample():
-    from pathlib import Path
     import json
 
-    folder = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "salesforce" / "samples"
-    if not folder.is_dir():
-        pytest.skip(f"captured samples absent: {folder}")
+    folder = require(CONTRACTS / "salesforce" / "samples")
     return lambda name: json.loads((folder / name).read_bytes())

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 import schemas
+from tests.contracts import CONTRACTS, absent, require
 from connectors.errors import MappingError, UnsupportedEvent
 from connectors.salesforce.events import cdc_envelope, classify, poll_envelope
 from connectors.salesforce.mapping import to_sales_events
@@ -19,7 +20,7 @@ from connectors.salesforce.settings import FeatureRequestFields
 
 REPO = Path(__file__).resolve().parents[2]
 OWN = REPO / "tests" / "fixtures" / "salesforce"
-CAPTURED = REPO.parent / "shared" / "contracts" / "salesforce" / "samples"
+CAPTURED = CONTRACTS / "salesforce" / "samples"
 RECEIVED_AT_MS = 1_741_100_000_000
 HUB_USER, HUB_CLIENT = "005Hq000000IntGIAS", "switchboard"
 REP = "005Hq000000PerSIAS"
@@ -43,7 +44,7 @@ def _captured() -> list[Path]:
 OWN_FILES, CAPTURED_FILES = _own(), _captured()
 ALL_FILES = [pytest.param(p, id=f"own/{p.name}") for p in OWN_FILES] + (
     [pytest.param(p, id=f"captured/{p.name}") for p in CAPTURED_FILES]
-    or [pytest.param(None, id="captured", marks=pytest.mark.skip(reason=f"captured samples absent: {CAPTURED}"))]
+    or [pytest.param(None, id="captured", marks=pytest.mark.skip(reason=absent(CAPTURED)))]
 )
 
 
@@ -178,9 +179,8 @@ EXPECTED: dict[str, list[dict[str, Any]] | str] = {
 @pytest.fixture
 def contract():
     """Load a file under ../shared/contracts (skipped when absent)."""
-    if not CAPTURED.is_dir():
-        pytest.skip(f"captured samples absent: {CAPTURED}")
-    return lambda relative: json.loads((CAPTURED.parents[1] / relative).read_bytes())
+    require(CAPTURED)
+    return lambda relative: json.loads((CONTRACTS / relative).read_bytes())
 
 
 def _map(envelope: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
