@@ -16,7 +16,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.mapping import obj as _obj, text as _str
+from connectors.mapping import obj as _obj, open_envelope, text as _str
 from connectors.errors import MappingError, UnsupportedEvent
 from connectors.jira.events import classify
 
@@ -31,17 +31,7 @@ def to_tracker_event(envelope: dict[str, Any]) -> dict[str, Any]:
     Raises UnsupportedEvent for event types outside ``events.SUPPORTED_EVENTS`` and MappingError
     for malformed input. The record always carries every key of the schema (unknown → null).
     """
-    if not isinstance(envelope, dict):
-        raise MappingError("envelope is not an object", path="envelope")
-    source = envelope.get("source", SOURCE)
-    if source != SOURCE:
-        raise MappingError(f"expected source {SOURCE!r}, got {source!r}", path="envelope.source")
-    payload = envelope.get("payload")
-    if not isinstance(payload, dict):
-        raise MappingError("webhook body is not a JSON object", path="envelope.payload")
-    received_at_ms = _millis(envelope.get("received_at_ms"), "envelope.received_at_ms")
-    if received_at_ms is None:
-        raise MappingError("missing receive time", path="envelope.received_at_ms")
+    payload, received_at_ms = open_envelope(envelope, SOURCE)
     delivery_id = _str(envelope.get("delivery_id"), "envelope.delivery_id")
 
     classified = classify(payload)
