@@ -65,6 +65,8 @@ class BlockStore:
         return self._blocks.get(target, 0.0)
 
     def save(self, target: str, until: float) -> None:
+        if until <= self._blocks.get(target, 0.0) + 1.0:
+            return  # a storm of 429s for one block writes the file once, not once per answer
         now = self._clock()
         self._blocks = {k: v for k, v in self._blocks.items() if v > now}
         if until > now:

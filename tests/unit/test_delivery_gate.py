@@ -118,3 +118,18 @@ def test_the_store_drops_expired_blocks_and_survives_a_broken_file(tmp_path):
     assert BlockStore(path, clock=clock)._blocks == {"#b": 1030.0}
     path.write_text("{not json")
     assert BlockStore(path, clock=clock).until("#b") == 0.0  # unreadable: empty, one early call at worst
+
+
+def test_a_storm_of_429s_for_one_block_writes_the_file_once(tmp_path, monkeypatch):
+    import hub.delivery.gate as gate_module
+
+    clock = Clock()
+    store = BlockStore(tmp_path / "slack.json", clock=clock)
+    writes = []
+    real_replace = gate_module.os.replace
+    monkeypatch.setattr(gate_module.os, "replace", lambda a, b: writes.append(b) or real_replace(a, b))
+    for i in range(20):  # concurrent lanes meeting the same Retry-After, a few ms apart
+        store.save("#a", 1003.0 + i * 0.01)
+    assert len(writes) == 1 and BlockStore(tmp_path / "slack.json", clock=clock).until("#a") == 1003.0
+    store.save("#a", 1010.0)  # a new, longer block is written
+    assert len(writes) == 2
