@@ -254,9 +254,13 @@ async def test_pages_in_a_headless_browser(world):
             incident = await page.text_content("body")
             assert "State triggered" in incident and "PagerDuty service ops: sent" in incident and "Slack #incidents: sent" in incident
             assert await page.locator("#timeline a", has_text="trace").count() >= 1
-            # the lineage page from the timeline
-            await page.locator("#timeline a", has_text="trace").first.click()
-            assert "actions.results" in await page.text_content("#trace")
+            # the lineage page from the timeline, for the Jira event that raised the incident (whose page
+            # and post _ready saw sent); other rows, a ticket update say, may have no action result yet
+            created = page.locator("#timeline tr", has_text="issue_created")
+            await created.locator("a", has_text="trace").first.click()
+            await page.wait_for_url("**/trace/*")
+            trace = await page.text_content("#trace")
+            assert "inbound.jira" in trace and "actions.results" in trace, trace
             # a dead letter replayed from the page: PagerDuty gets the trigger this time
             await page.goto(w.web_url + "/deadletters")
             row = page.locator(f'tr[data-deadletter="{dead["id"]}"]')
