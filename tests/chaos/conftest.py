@@ -162,3 +162,43 @@ def chaos_report() -> Report:
 def assert_clean(result: Audit, scenario: str, entry: dict[str, Any] | None = None) -> None:
     assert result.clean, f"{scenario}: {result.counts.as_dict()}; examples: {json.dumps(result.examples, indent=1)}"
     assert not (entry or {}).get("secrets_in_logs"), f"{scenario}: canary secrets in logs: {entry['secrets_in_logs']}"
+
+
+async def explain_lost(st: ChaosStack, result: Audit, *, since: float = 0.0, limit: int = 4) -> str:
+    """What the stack did with the first ``limit`` lost incidents, for a failure message: the Slack
+    calls naming them, their Slack actions' recorded outcomes, the worker's warnings about them and
+    the retry tiers' records. CI keeps no temporary files, so a flaky loss must explain itself here."""
+    import re
+
+    from tests.integration.conftest import read_topic
+
+    ids = []
+    for line in result.examples.get("lost", [])[:limit]:
+        m = re.match(r"\w+-(\d+):", line)
+        if m:
+            ids.append(m.group(1))
+    if not ids:
+        return ""
+    out = [f"--- explain_lost for {ids} (times relative to the scenario's fault, s) ---"]
+    calls = [c for c in st.slack.calls if any(i in json.dumps(c.body, default=str) for i in ids)]
+    out.append(f"slack calls naming them: {len(calls)} of {len(st.slack.calls)}; statuses of all: "
+               f"{dict(sorted(__import__('collections').Counter((c.path, c.status) for c in st.slack.calls).items()))}")
+    for c in calls[:12]:
+        out.append(f"  {c.time - since:+8.2f} {c.path} {c.status}")
+    try:
+        results = [v for _, v in await read_topic(st.bootstrap, st.topic("actions.results"))
+                   if v.get("vendor") == "slack" and any(i in str(v.get("key")) for i in ids)]
+        for v in results[:40]:
+            out.append(f"  result {v.get('key')} v{v.get('version')} attempt {v.get('attempt')}: {v.get('outcome')} {v.get('detail') or ''} {v.get('error_code') or ''}"[:220])
+        for tier in ("actions.retry.5s", "actions.retry.30s", "actions.retry.2m"):
+            parked = [v for _, v in await read_topic(st.bootstrap, st.topic(tier)) if any(i in str(v.get("key")) for i in ids)]
+            out.append(f"  {tier}: {len(parked)} records for them: "
+                       + ", ".join(f"v{p['action'].get('version')}@{p['not_before_ms'] / 1000 - time.time():+.0f}s" for p in parked[:20]))
+    except Exception as exc:  # the explanation must not hide the failure
+        out.append(f"  (topics unreadable: {type(exc).__name__}: {exc})")
+    for path in sorted(st.procs.log_dir.glob("*.log")):
+        lines = [ln for ln in path.read_text(errors="replace").splitlines()
+                 if any(i in ln for i in ids) or '"level":"error"' in ln or "crash" in ln.lower()]
+        out.append(f"  {path.name}: {len(lines)} lines naming them or errors; last:")
+        out += [f"    {ln[:260]}" for ln in lines[-25:]]
+    return "\n".join(out)

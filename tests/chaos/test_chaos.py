@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import assert_clean
+from tests.chaos.conftest import assert_clean, explain_lost
 from tests.chaos.harness import Driver, Workload, settle
 from tests.integration.conftest import JIRA_SECRET
 
@@ -297,7 +297,8 @@ async def test_worker_sigkill_while_slack_rate_limits(chaos_stack, chaos_report,
     drive = asyncio.create_task(Driver(st.webhook_url, JIRA_SECRET, work, concurrency=8).run())
     while not any(c.status == 429 for c in st.slack.calls):
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
+    # CHAOS_KILL_DELAY=5 kills after the worker committed what it parked (the retry-tier path)
+    await asyncio.sleep(float(os.environ.get("CHAOS_KILL_DELAY", "0.5")))
     await st.kill("worker")
     began = time.monotonic()
     await st.start_worker()
@@ -308,5 +309,7 @@ async def test_worker_sigkill_while_slack_rate_limits(chaos_stack, chaos_report,
     entry = chaos_report.add(f"worker_sigkill_in_slack_rate_limit[{size}]", stack=st, audit=result, recovery_s=converged,
                              events=work.total, accepted=work.accepted_total, retry_after_s=retry_after,
                              worker_restart_s=restart_s, requests_before_retry_after=len(early), early=early[:5])
+    if not result.clean:
+        print(await explain_lost(st, result, since=time.time() - (time.monotonic() - began)))
     assert_clean(result, "worker_sigkill_in_slack_rate_limit", entry)
     assert not early, f"requests before Retry-After elapsed: {early[:5]}"
