@@ -76,6 +76,7 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         producer_acks=-1,
+        producer_linger=k.producer_linger_ms / 1000.0,
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=bool(settings.worker_web_port),

@@ -34,14 +34,14 @@ def register_all(hub) -> None:
     if s.slack.bot_token is not None:
         slack_client = SlackClient(s.slack.bot_token.get_secret_value(), base_url=s.slack.base_url, timeout_s=s.delivery.request_timeout_s, ssl_context=ssl_context)
         hub.closers.append(slack_client.close)
-    register_vendor(hub, vendor="slack", topic="actions.slack", converger=SlackConverger(slack_client, dry_run=s.slack.dry_run,
+    register_vendor(hub, vendor="slack", topic="actions.slack", converger=SlackConverger(slack_client, dry_run=s.slack.dry_run, concurrency=s.delivery.target_concurrency,
                                                                               gate_store=BlockStore(s.data_dir / "gates" / "slack.json")))
     pd_events = None
     if s.pagerduty.services or not s.pagerduty.dry_run:
         pd_events = PagerDutyEvents({name: key.get_secret_value() for name, key in s.pagerduty.services.items()},
                                     base_url=s.pagerduty.events_url, timeout_s=s.delivery.request_timeout_s,
                                     ssl_context=ssl_context)
-    register_vendor(hub, vendor="pagerduty", topic="actions.pagerduty", converger=PagerDutyConverger(pd_events, dry_run=s.pagerduty.dry_run,
+    register_vendor(hub, vendor="pagerduty", topic="actions.pagerduty", converger=PagerDutyConverger(pd_events, dry_run=s.pagerduty.dry_run, concurrency=s.delivery.target_concurrency,
                                                                                       gate_store=BlockStore(s.data_dir / "gates" / "pagerduty.json")))
     if s.support.enabled:
         from connectors.jira.actions import JiraConverger

@@ -20,7 +20,7 @@ from hub.delivery.pipeline import KeyState, Outcome
 #: Events API v2 "Rate Limits": about 120 events a minute per integration key; over it a 429 and the
 #: event is not ingested (no Retry-After promised)
 SERVICE_INTERVAL_S = 0.5
-#: calls in flight to one integration key while it answers normally
+#: calls in flight to one integration key while it answers normally (``delivery.target_concurrency``)
 SERVICE_CONCURRENCY = 8
 
 
@@ -49,11 +49,12 @@ _STATE_AFTER = {"trigger": "triggered", "acknowledge": "acknowledged", "resolve"
 class PagerDutyConverger:
     vendor = "pagerduty"
 
-    def __init__(self, events: PagerDutyEvents | None, *, dry_run: bool = False, gate_store: BlockStore | None = None) -> None:
+    def __init__(self, events: PagerDutyEvents | None, *, dry_run: bool = False, gate_store: BlockStore | None = None,
+                 concurrency: int = SERVICE_CONCURRENCY) -> None:
         self.events = events
         self.dry_run = dry_run or events is None
         # one gate per service (routing key), shared by every lane: PagerDuty drops what it answers 429
-        self._gate = TargetGate(name="pagerduty", concurrency=SERVICE_CONCURRENCY, default_block_s=SERVICE_INTERVAL_S, store=gate_store)
+        self._gate = TargetGate(name="pagerduty", concurrency=concurrency, default_block_s=SERVICE_INTERVAL_S, store=gate_store)
 
     async def converge(self, action: dict[str, Any], state: KeyState) -> Outcome:
         row = dict(state.get() or {"lifecycle": 0, "state": None, "version": 0})

@@ -33,7 +33,7 @@ REPLY_EVENT = "switchboard_transition"
 #: Slack's "Rate Limits" page: chat.postMessage allows about one message per second per channel
 #: (short bursts tolerated), and a 429 says how long to wait in Retry-After
 CHANNEL_INTERVAL_S = 1.0
-#: calls in flight to one channel while it answers normally
+#: calls in flight to one channel while it answers normally (``delivery.target_concurrency``)
 CHANNEL_CONCURRENCY = 8
 #: look this far before a pending marker for the message it may have posted (clock skew)
 RECONCILE_SLACK_S = 120.0
@@ -43,13 +43,13 @@ class SlackConverger:
     vendor = "slack"
 
     def __init__(self, client: SlackClient | None, *, dry_run: bool = False, clock: Callable[[], float] = time.time,
-                 gate_store: BlockStore | None = None) -> None:
+                 gate_store: BlockStore | None = None, concurrency: int = CHANNEL_CONCURRENCY) -> None:
         self.client = client
         self.dry_run = dry_run or client is None
         self._clock = clock
         # one gate per channel, shared by every lane: concurrent posts while Slack answers, its pace
         # after a 429, and never a request before a Retry-After it answered has elapsed
-        self._gate = TargetGate(name="slack", concurrency=CHANNEL_CONCURRENCY, default_block_s=CHANNEL_INTERVAL_S, clock=clock,
+        self._gate = TargetGate(name="slack", concurrency=concurrency, default_block_s=CHANNEL_INTERVAL_S, clock=clock,
                                 store=gate_store)
 
     async def _call(self, channel: str, fn, *args, **kwargs):

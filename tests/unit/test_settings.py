@@ -63,3 +63,16 @@ def test_check_config_passes_when_everything_is_set(monkeypatch):
     monkeypatch.setenv("SWITCHBOARD_PAGERDUTY__SERVICES__OPS", "a" * 32)
     monkeypatch.setenv("SWITCHBOARD_SLACK__BOT_TOKEN", "xoxb-1")
     assert check_config(load_settings()) == []
+
+
+def test_worker_takes_producer_linger_and_per_target_concurrency_from_settings(monkeypatch, tmp_path):
+    from hub.app import build_app
+
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SWITCHBOARD_KAFKA__PRODUCER_LINGER_MS", "7")
+    monkeypatch.setenv("SWITCHBOARD_DELIVERY__TARGET_CONCURRENCY", "3")
+    monkeypatch.setenv("SWITCHBOARD_SLACK__BOT_TOKEN", "xoxb-unit")
+    hub = build_app(load_settings())
+    assert hub.app.conf.producer_linger == 0.007
+    for vendor in ("slack", "pagerduty"):
+        assert hub.pipelines[vendor].converger._gate.concurrency == 3
