@@ -369,29 +369,30 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         fixed = await drive(url, fixed_bodies, concurrency=concurrency, rate=rate)
         report["fixed_rate"] = {"rate_per_s": rate, **await measure(states, fixed, rate_events, 300, processed)}
         inputs += rate_events
-        print(f"==> burst: one incident and {burst} updates to it within a second, the fake Slack's rate limits on", flush=True)
-        states["slack"].rate_limits = True  # about one message a second per channel, as Slack answers
-        slack_before = len(states["slack"].calls)
-        burst_id = 700000
-        bursting = burst_bodies(burst_id, burst)
-        await drive(url, bursting[:1], concurrency=1, rate=None)
-        t_burst = time.time()
-        await drive(url, bursting[1:], concurrency=concurrency, rate=float(burst))
-        inputs += len(bursting)
-        final = f"Burst incident, update {burst}"
-        deadline = time.perf_counter() + 300
-        while time.perf_counter() < deadline and not any(
-                c.path.endswith("chat.update") and c.status == 200 and final in orjson.dumps(c.body).decode()
-                for c in states["slack"].calls[slack_before:]):
-            await asyncio.sleep(0.2)
-        calls = states["slack"].calls[slack_before:]
-        writes = [c for c in calls if c.path.endswith(("chat.postMessage", "chat.update"))]
-        report["burst"] = {"updates": burst, "slack_write_attempts": len(writes),
-                           "slack_writes_accepted": sum(1 for c in writes if c.status == 200),
-                           "slack_429": sum(1 for c in writes if c.status == 429),
-                           "newest_shown_after_s": round(max((c.time for c in writes), default=t_burst) - t_burst, 1),
-                           "writes_per_update": round(len(writes) / burst, 3) if burst else None}
-        states["slack"].rate_limits = False
+        if burst:
+            print(f"==> burst: one incident and {burst} updates to it within a second, the fake Slack's rate limits on", flush=True)
+            states["slack"].rate_limits = True  # about one message a second per channel, as Slack answers
+            slack_before = len(states["slack"].calls)
+            burst_id = 700000
+            bursting = burst_bodies(burst_id, burst)
+            await drive(url, bursting[:1], concurrency=1, rate=None)
+            t_burst = time.time()
+            await drive(url, bursting[1:], concurrency=concurrency, rate=float(burst))
+            inputs += len(bursting)
+            final = f"Burst incident, update {burst}"
+            deadline = time.perf_counter() + 300
+            while time.perf_counter() < deadline and not any(
+                    c.path.endswith("chat.update") and c.status == 200 and final in orjson.dumps(c.body).decode()
+                    for c in states["slack"].calls[slack_before:]):
+                await asyncio.sleep(0.2)
+            calls = states["slack"].calls[slack_before:]
+            writes = [c for c in calls if c.path.endswith(("chat.postMessage", "chat.update"))]
+            report["burst"] = {"updates": burst, "slack_write_attempts": len(writes),
+                               "slack_writes_accepted": sum(1 for c in writes if c.status == 200),
+                               "slack_429": sum(1 for c in writes if c.status == 429),
+                               "newest_shown_after_s": round(max((c.time for c in writes), default=t_burst) - t_burst, 1),
+                               "writes_per_update": round(len(writes) / burst, 3) if burst else None}
+            states["slack"].rate_limits = False
         if backlog:
             print(f"==> backlog: {backlog} incidents written to inbound.jira while the worker is stopped", flush=True)
             await asyncio.to_thread(procs.stop, "worker")
