@@ -13,6 +13,8 @@ limits off, and the hub's receiver and worker as child processes. What it prints
 - ``fixed_rate``: the same at a fixed moderate rate (``--rate``/s), where latency is meaningful;
 - ``backlog``: ``--backlog`` incidents written to ``inbound.jira`` while the worker is stopped, then
   the time from starting the worker until every one is paged and posted (and the implied 100,000);
+  ``backlog_cpu`` says what bounded it: the worker's share of one core, this process's (the fakes
+  answering the calls), and how busy the whole machine was;
 - ``economy``: vendor API calls per 1,000 input events over the whole run, and a burst of
   ``--burst`` updates to one issue within a second: how many Slack writes it cost;
 - ``rss_mb`` / ``cpu_ms_per_event``: peak resident memory and CPU time per input event of the
@@ -282,6 +284,20 @@ def burst_bodies(issue_id: int, n: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def _own_cpu_s() -> float:
+    """CPU seconds of this process: the load generator and the fakes (vendor calls are answered here)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, all processes) since boot."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 def _cpu_s(procs) -> dict[str, float]:
     import psutil
 
@@ -400,11 +416,22 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
             inputs += backlog
             t0 = time.perf_counter()
             wall0 = time.time()
+            busy0, own0 = _machine_busy_s(), _own_cpu_s()
             await asyncio.to_thread(procs.start_worker)
             ready_s = time.perf_counter() - t0
+            cpu0 = _cpu_s(procs)
             paged, posted = await wait_delivered(states, keys, max(120.0, backlog / 20))
             done = [max(paged[k], posted[k]) for k in paged if k in posted]
             caught_up_s = (max(done) - wall0) if len(done) == backlog else None
+            # what bounded the catch-up: a worker near 100% of a core is CPU-bound; a machine near
+            # 100% of its cores means the worker was competing with the broker, the fakes and others
+            span = time.perf_counter() - t0
+            cpu1 = _cpu_s(procs)
+            report["backlog_cpu"] = {
+                "worker_core_share": round((cpu1.get("worker", 0.0) - cpu0.get("worker", 0.0)) / max(span - ready_s, 1e-9), 2),
+                "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2),
+                "machine_busy_share": round((_machine_busy_s() - busy0) / span / (os.cpu_count() or 1), 2),
+            }
             report["backlog"] = {"events": backlog, "worker_ready_s": round(ready_s, 1), "paged": len(paged), "posted": len(posted),
                                  "caught_up_s": round(caught_up_s, 1) if caught_up_s else None,
                                  "events_per_s": round(backlog / caught_up_s) if caught_up_s else None,
