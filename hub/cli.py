@@ -419,12 +419,32 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {
+    command = {
         "worker": cmd_worker, "receiver": cmd_receiver, "check-config": cmd_check_config,
         "topics": cmd_topics, "replay": cmd_replay, "demo": cmd_demo, "link": cmd_link, "poller": cmd_poller,
         "backfill": cmd_backfill, "cdc": cmd_cdc,
         "web": cmd_web, "top": cmd_top, "trace": cmd_trace, "routes": cmd_routes, "config-docs": cmd_config_docs,
-    }[args.command](args)
+    }[args.command]
+    try:
+        return command(args)
+    except Exception as exc:
+        from aiokafka.errors import KafkaConnectionError
+
+        if not isinstance(exc, KafkaConnectionError):
+            raise
+        print(f"switchboard {args.command}: cannot reach Kafka at {_bootstrap_of(args)}. Start the local broker with "
+              "`switchboard broker start` (or run `make demo`), or point SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS "
+              "(or KAFKA_BOOTSTRAP_SERVERS) at your cluster.", file=sys.stderr)
+        return 3
+
+
+def _bootstrap_of(args) -> str:
+    from hub.settings import ConfigError, load_settings
+
+    try:
+        return load_settings(getattr(args, "config", None)).kafka.bootstrap_servers
+    except ConfigError:
+        return "the configured bootstrap servers"
 
 
 if __name__ == "__main__":

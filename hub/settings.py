@@ -258,13 +258,30 @@ class ConfigError(Exception):
     """A setting is missing or invalid. The message names the key and says what to do."""
 
 
+def _yaml_error(path: str | None, exc: Exception) -> ConfigError:
+    """Where and what, from the parser's mark; never the text around it (it may hold a secret)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return ConfigError(f"SWITCHBOARD_CONFIG {where}: invalid YAML: {problem}; fix the file and run `switchboard check-config`")
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Load and validate the settings; raise :class:`ConfigError` naming the first bad key."""
+    import yaml
     from pydantic import ValidationError
 
     path = str(config_file) if config_file is not None else os.environ.get("SWITCHBOARD_CONFIG")
     if path and not Path(path).is_file():
         raise ConfigError(f"SWITCHBOARD_CONFIG: no such file {path!r}")
+    if path:
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise _yaml_error(path, exc) from None
+        if doc is not None and not isinstance(doc, dict):
+            raise ConfigError(f"SWITCHBOARD_CONFIG {path}: the top level must be a mapping of settings (kafka:, slack:, …), "
+                              f"not a {type(doc).__name__}; see docs/configuration.md")
     kafka_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if kafka_env and "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
         overrides.setdefault("kafka", {})
@@ -275,6 +292,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         if path:
             os.environ["SWITCHBOARD_CONFIG"] = path  # read by settings_customise_sources
         return Settings(**overrides)
+    except yaml.YAMLError as exc:  # the file changed between the two reads
+        raise _yaml_error(path, exc) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(settings)"

@@ -76,3 +76,16 @@ def test_worker_takes_producer_linger_and_per_target_concurrency_from_settings(m
     assert hub.app.conf.producer_linger == 0.007
     for vendor in ("slack", "pagerduty"):
         assert hub.pipelines[vendor].converger._gate.concurrency == 3
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("kafka: [unclosed\n", r"bad\.yaml:2:1: invalid YAML: expected ',' or '\]'"),
+    ("slack:\n  bot_token: \"xoxb-canary-never-shown\n", r"bad\.yaml:3:1: invalid YAML: found unexpected end of stream"),
+    ("- kafka\n- slack\n", r"bad\.yaml: the top level must be a mapping of settings .* not a list"),
+])
+def test_a_malformed_settings_file_is_a_config_error_with_its_place_not_a_traceback(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as err:
+        load_settings(path)
+    assert "canary" not in str(err.value)
