@@ -108,9 +108,11 @@ class KeyedLanes:
         return version_of is None or version_of(newest.event) > version_of(event)
 
     async def _run(self, entry: _Entry, previous: asyncio.Task | None) -> None:
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])  # its outcome is its own; only its end matters here
         try:
+            # inside the try: a task cancelled while it waits for its predecessor (the agent
+            # stopping) still gives its window slot back
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])  # its outcome is its own; only its end matters here
             await self._handle(entry.event)
         except asyncio.CancelledError:
             self._window.release()
