@@ -304,7 +304,9 @@ async def test_worker_sigkill_while_slack_rate_limits(chaos_stack, chaos_report,
     await st.start_worker()
     restart_s = time.monotonic() - began
     await drive
-    result, converged = await settle(lambda: st.audit(work), timeout=180, since=began)
+    # long enough for two more retry rounds (30 s, then the 2-minute tier) after the first: an
+    # action late because it was refused again is delivered, not lost; explain_lost says which
+    result, converged = await settle(lambda: st.audit(work), timeout=330, since=began)
     early = early_calls(st.slack.calls, retry_after)
     entry = chaos_report.add(f"worker_sigkill_in_slack_rate_limit[{size}]", stack=st, audit=result, recovery_s=converged,
                              events=work.total, accepted=work.accepted_total, retry_after_s=retry_after,
