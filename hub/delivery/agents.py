@@ -21,20 +21,44 @@ def policy_from(hub) -> RetryPolicy:
                        backoff_s=d.backoff_s, tier_delays_s=hub.channels.retry_delays_s)
 
 
-#: vendors whose snapshots may be coalesced: a queued newer snapshot of a target replaces the older
-#: one. A Slack snapshot carries the whole message and its whole thread, so the newest one says it
-#: all. PagerDuty is left out (a newer snapshot may belong to a later incident lifecycle, and each
-#: lifecycle is paged), and so are the support and sales paths until their snapshots are shown to
-#: carry every note and notice they ever asked for.
-COALESCED = frozenset({"slack"})
-
-
-def _snapshot_version(event) -> int:
-    """The version of the desired-state snapshot a record carries (-1 when unreadable: never newer)."""
+def _snapshot(event) -> dict | None:
     try:
-        return int(loads(event.value).get("version") or 0)
+        value = loads(event.value)
+        return value if isinstance(value, dict) else None
     except Exception:
+        return None
+
+
+def _version(action: dict | None) -> int:
+    """The version of a desired-state snapshot (-1 when unreadable: never newer)."""
+    try:
+        return int((action or {}).get("version") or 0) if action is not None else -1
+    except (TypeError, ValueError):
         return -1
+
+
+def _newer(newest: dict | None, older: dict | None) -> bool:
+    return _version(newest) > _version(older)
+
+
+def _note_ids(action: dict | None) -> set:
+    return {n.get("id") for n in (action or {}).get("notes") or [] if isinstance(n, dict)}
+
+
+def _newer_with_every_note(newest: dict | None, older: dict | None) -> bool:
+    # a Zendesk snapshot lists the internal notes still owed; the newer one must list every note
+    # the older one does, or skipping the older one could lose a note (issue transitions are capped)
+    return _newer(newest, older) and _note_ids(older) <= _note_ids(newest)
+
+
+#: vendors whose snapshots may be coalesced, with the rule that lets a queued newer snapshot of a
+#: target replace an older one. Each of these snapshots carries the whole desired state of its
+#: target: a Slack message with its whole thread, a Jira issue's support view (links, counts) or its
+#: revenue fields (a separate key), a Zendesk ticket's fields, tags and the notes still owed. A
+#: burst of changes to one target then costs one write per turn of its lane. Left out: PagerDuty (a
+#: newer snapshot may belong to a later incident lifecycle, and each lifecycle is paged) and
+#: Salesforce (its snapshot asks for a one-time owner notice).
+COALESCED = {"slack": _newer, "jira": _newer, "zendesk": _newer_with_every_note}
 
 
 def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipeline:
@@ -42,13 +66,13 @@ def register_vendor(hub, *, vendor: str, topic: str, converger) -> DeliveryPipel
     ledger = json_table(hub, f"ledger-{vendor}")
     pipeline = DeliveryPipeline(converger, topic=topic, policy=policy_from(hub), tier_topics=channels.retry_tiers, send=channels.send)
     hub.pipelines[vendor] = pipeline
-    coalesce = vendor in COALESCED
+    covers = COALESCED.get(vendor)
 
     async def handle(event) -> None:
         key, raw = event.key, event.value
         try:
             action = loads(raw)
-            if coalesce and lanes.superseded(event, version_of=_snapshot_version):
+            if covers is not None and lanes.superseded(event, covers=lambda newest, older: covers(_snapshot(newest), action)):
                 await pipeline.skip_superseded(action)
                 return
             await pipeline.handle(action, TableRow(ledger, action["key"], app))

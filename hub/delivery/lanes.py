@@ -92,9 +92,11 @@ class KeyedLanes:
         if self._newest.get(key) is entry:
             del self._newest[key]
 
-    def superseded(self, event: Any, version_of: Callable[[Any], int] | None = None) -> bool:
+    def superseded(self, event: Any, version_of: Callable[[Any], int] | None = None,
+                   covers: Callable[[Any, Any], bool] | None = None) -> bool:
         """True when a later record with the same key was read while this one waited in its lane
-        and, with ``version_of``, carries a higher version than this one.
+        and, with ``version_of``, carries a higher version than this one (or, with ``covers``, when
+        ``covers(newest, event)`` says the newest record makes this one redundant).
 
         For desired-state snapshots this means the work can go straight to the newer one: a burst
         of changes to one target costs one write per turn of its lane, not one per change. Read
@@ -105,6 +107,8 @@ class KeyedLanes:
         newest = self._newest.get(event.key)
         if newest is None or newest.event is event:
             return False
+        if covers is not None:
+            return covers(newest.event, event)
         return version_of is None or version_of(newest.event) > version_of(event)
 
     async def _run(self, entry: _Entry, previous: asyncio.Task | None) -> None:

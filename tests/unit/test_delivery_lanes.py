@@ -117,3 +117,44 @@ async def test_a_record_read_later_but_older_does_not_supersede_a_newer_one():
     await asyncio.sleep(0.02)
     assert seen == [(0, False), (1, False), (2, False)]
     assert acks == [0, 1, 2]
+
+
+async def test_covers_decides_whether_the_newest_record_makes_a_waiting_one_redundant():
+    seen: list[tuple[int, bool]] = []
+    gate = asyncio.Event()
+    lanes: KeyedLanes
+    asked: list[tuple[int, int]] = []
+
+    def covers(newest, older):
+        asked.append((newest.message.offset, older.message.offset))
+        return older.message.offset == 0  # offset 2 covers offset 0, not offset 1
+
+    async def handle(ev):
+        if ev.message.offset == 0:
+            await gate.wait()
+        seen.append((ev.message.offset, lanes.superseded(ev, covers=covers)))
+
+    lanes = KeyedLanes(handle, window=10, name="t")
+    acks: list[int] = []
+    for off in range(3):
+        await lanes.submit(Ev(b"a", Msg(("t", 0), off), acks))
+    gate.set()
+    await asyncio.sleep(0.02)
+    assert seen == [(0, True), (1, False), (2, False)]
+    assert asked == [(2, 0), (2, 1)]  # the newest is never asked about itself
+    assert acks == [0, 1, 2]
+
+
+def test_coalescing_rules_per_vendor():
+    from hub.delivery.agents import COALESCED
+
+    def zd(version, *notes):
+        return {"version": version, "notes": [{"id": n, "text": n} for n in notes]}
+
+    assert set(COALESCED) == {"slack", "jira", "zendesk"}  # never PagerDuty (lifecycles) nor Salesforce (notices)
+    assert COALESCED["slack"]({"version": 3}, {"version": 2}) and not COALESCED["slack"]({"version": 2}, {"version": 3})
+    assert not COALESCED["jira"](None, {"version": 1})  # an unreadable newest record never makes one redundant
+    newer_with_every_note = COALESCED["zendesk"]
+    assert newer_with_every_note(zd(3, "a", "b"), zd(2, "a"))
+    assert not newer_with_every_note(zd(3, "b"), zd(2, "a"))  # the note "a" would be lost
+    assert not newer_with_every_note(zd(2, "a"), zd(3, "a"))
