@@ -77,7 +77,9 @@ async def test_the_window_bounds_records_in_flight_and_a_crash_is_acknowledged()
     assert acks == [0, 1, 2] and lanes.in_flight == 0
 
 
-async def test_a_record_is_superseded_once_a_newer_one_of_its_key_is_read():
+async def _superseded_as_handled(keys: list[bytes], **rule) -> tuple[list[tuple[int, bool]], list[int]]:
+    """Submit records with ``keys`` (offsets 0, 1, …; offset 0 held until all are read) and return,
+    as each is handled, ``(offset, lanes.superseded(record, **rule))``, and the acknowledged offsets."""
     seen: list[tuple[int, bool]] = []
     gate = asyncio.Event()
     lanes: KeyedLanes
@@ -85,61 +87,39 @@ async def test_a_record_is_superseded_once_a_newer_one_of_its_key_is_read():
     async def handle(ev):
         if ev.message.offset == 0:
             await gate.wait()
-        seen.append((ev.message.offset, lanes.superseded(ev)))
+        seen.append((ev.message.offset, lanes.superseded(ev, **rule)))
 
     lanes = KeyedLanes(handle, window=10, name="t")
     acks: list[int] = []
-    for off, key in enumerate([b"a", b"a", b"b", b"a"]):
+    for off, key in enumerate(keys):
         await lanes.submit(Ev(key, Msg(("t", 0), off), acks))
     gate.set()
     await asyncio.sleep(0.02)
+    return seen, acks
+
+
+async def test_a_record_is_superseded_once_a_newer_one_of_its_key_is_read():
+    seen, acks = await _superseded_as_handled([b"a", b"a", b"b", b"a"])
     assert sorted(seen) == [(0, True), (1, True), (2, False), (3, False)]
     assert acks == [0, 1, 2, 3]
 
 
 async def test_a_record_read_later_but_older_does_not_supersede_a_newer_one():
     # a retry tier re-sends v1 after v5 was read: v5 must still be delivered, v1 is the stale one
-    seen: list[tuple[int, bool]] = []
-    gate = asyncio.Event()
-    lanes: KeyedLanes
     versions = {0: 1, 1: 5, 2: 1}  # offset -> snapshot version
-
-    async def handle(ev):
-        if ev.message.offset == 0:
-            await gate.wait()
-        seen.append((ev.message.offset, lanes.superseded(ev, version_of=lambda e: versions[e.message.offset])))
-
-    lanes = KeyedLanes(handle, window=10, name="t")
-    acks: list[int] = []
-    for off in range(3):
-        await lanes.submit(Ev(b"a", Msg(("t", 0), off), acks))
-    gate.set()
-    await asyncio.sleep(0.02)
+    seen, acks = await _superseded_as_handled([b"a"] * 3, version_of=lambda e: versions[e.message.offset])
     assert seen == [(0, False), (1, False), (2, False)]
     assert acks == [0, 1, 2]
 
 
 async def test_covers_decides_whether_the_newest_record_makes_a_waiting_one_redundant():
-    seen: list[tuple[int, bool]] = []
-    gate = asyncio.Event()
-    lanes: KeyedLanes
     asked: list[tuple[int, int]] = []
 
     def covers(newest, older):
         asked.append((newest.message.offset, older.message.offset))
         return older.message.offset == 0  # offset 2 covers offset 0, not offset 1
 
-    async def handle(ev):
-        if ev.message.offset == 0:
-            await gate.wait()
-        seen.append((ev.message.offset, lanes.superseded(ev, covers=covers)))
-
-    lanes = KeyedLanes(handle, window=10, name="t")
-    acks: list[int] = []
-    for off in range(3):
-        await lanes.submit(Ev(b"a", Msg(("t", 0), off), acks))
-    gate.set()
-    await asyncio.sleep(0.02)
+    seen, acks = await _superseded_as_handled([b"a"] * 3, covers=covers)
     assert seen == [(0, True), (1, False), (2, False)]
     assert asked == [(2, 0), (2, 1)]  # the newest is never asked about itself
     assert acks == [0, 1, 2]
@@ -158,3 +138,32 @@ def test_coalescing_rules_per_vendor():
     assert newer_with_every_note(zd(3, "a", "b"), zd(2, "a"))
     assert not newer_with_every_note(zd(3, "b"), zd(2, "a"))  # the note "a" would be lost
     assert not newer_with_every_note(zd(2, "a"), zd(3, "a"))
+
+
+async def test_a_task_cancelled_while_waiting_for_its_predecessor_releases_its_window_slot():
+    # the agent stopping or restarting: consume() cancels every lane's newest task; a task cancelled
+    # while it still waits for its predecessor must give its slot back, or a restarted agent on the
+    # same lanes has fewer slots each time, down to none (an agent that reads nothing more)
+    first_running = asyncio.Event()
+    release = asyncio.Event()
+    acks: list[int] = []
+
+    async def handle(ev):
+        if ev.message.offset == 0:
+            first_running.set()
+            await release.wait()
+
+    lanes = KeyedLanes(handle, window=2, name="t")
+    await lanes.submit(Ev(b"a", Msg(("t", 0), 0), acks))
+    await lanes.submit(Ev(b"a", Msg(("t", 0), 1), acks))  # waits behind offset 0 in lane "a"
+    await first_running.wait()
+    waiting = lanes._tails[b"a"]
+    waiting.cancel()  # what consume() does to each lane's newest task when the agent stops
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert lanes.in_flight == 1  # only offset 0 is still in flight
+    release.set()
+    await asyncio.sleep(0.01)
+    assert lanes.in_flight == 0 and acks == [0]  # offset 1 was not done: never acknowledged
+    # both slots are free again: two records go in without waiting
+    await asyncio.wait_for(lanes.submit(Ev(b"b", Msg(("t", 1), 0), acks)), timeout=1)
+    await asyncio.wait_for(lanes.submit(Ev(b"c", Msg(("t", 1), 1), acks)), timeout=1)
