@@ -407,7 +407,7 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
                                "slack_writes_accepted": sum(1 for c in writes if c.status == 200),
                                "slack_429": sum(1 for c in writes if c.status == 429),
                                "newest_shown_after_s": round(max((c.time for c in writes), default=t_burst) - t_burst, 1),
-                               "writes_per_update": round(len(writes) / burst, 3) if burst else None}
+                               "writes_per_update": round(len(writes) / burst, 3)}
             states["slack"].rate_limits = False
         if backlog:
             print(f"==> backlog: {backlog} incidents written to inbound.jira while the worker is stopped", flush=True)

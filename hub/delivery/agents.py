@@ -31,8 +31,10 @@ def _snapshot(event) -> dict | None:
 
 def _version(action: dict | None) -> int:
     """The version of a desired-state snapshot (-1 when unreadable: never newer)."""
+    if action is None:
+        return -1
     try:
-        return int((action or {}).get("version") or 0) if action is not None else -1
+        return int(action.get("version") or 0)
     except (TypeError, ValueError):
         return -1
 

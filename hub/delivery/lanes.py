@@ -92,24 +92,21 @@ class KeyedLanes:
         if self._newest.get(key) is entry:
             del self._newest[key]
 
-    def superseded(self, event: Any, version_of: Callable[[Any], int] | None = None,
-                   covers: Callable[[Any, Any], bool] | None = None) -> bool:
+    def superseded(self, event: Any, covers: Callable[[Any, Any], bool] | None = None) -> bool:
         """True when a later record with the same key was read while this one waited in its lane
-        and, with ``version_of``, carries a higher version than this one (or, with ``covers``, when
-        ``covers(newest, event)`` says the newest record makes this one redundant).
+        and, with ``covers``, ``covers(newest, event)`` says the newest record makes this one redundant.
 
         For desired-state snapshots this means the work can go straight to the newer one: a burst
         of changes to one target costs one write per turn of its lane, not one per change. Read
         later is not newer: an older snapshot re-sent by a retry tier arrives after newer ones, and
         must not make them skip (that left a Slack message on an old revision, caught by
-        tests/chaos ``test_slack_429_500_and_dropped_connections``).
+        tests/chaos ``test_slack_429_500_and_dropped_connections``), so the callers' rules compare
+        versions (hub/delivery/agents.py ``COALESCED``).
         """
         newest = self._newest.get(event.key)
         if newest is None or newest.event is event:
             return False
-        if covers is not None:
-            return covers(newest.event, event)
-        return version_of is None or version_of(newest.event) > version_of(event)
+        return covers is None or covers(newest.event, event)
 
     async def _run(self, entry: _Entry, previous: asyncio.Task | None) -> None:
         try:

@@ -169,6 +169,7 @@ async def explain_lost(st: ChaosStack, result: Audit, *, since: float = 0.0, lim
     calls naming them, their Slack actions' recorded outcomes, the worker's warnings about them and
     the retry tiers' records. CI keeps no temporary files, so a flaky loss must explain itself here."""
     import re
+    from collections import Counter
 
     from tests.integration.conftest import read_topic
 
@@ -182,7 +183,7 @@ async def explain_lost(st: ChaosStack, result: Audit, *, since: float = 0.0, lim
     out = [f"--- explain_lost for {ids} (times relative to the scenario's fault, s) ---"]
     calls = [c for c in st.slack.calls if any(i in json.dumps(c.body, default=str) for i in ids)]
     out.append(f"slack calls naming them: {len(calls)} of {len(st.slack.calls)}; statuses of all: "
-               f"{dict(sorted(__import__('collections').Counter((c.path, c.status) for c in st.slack.calls).items()))}")
+               f"{dict(sorted(Counter((c.path, c.status) for c in st.slack.calls).items()))}")
     for c in calls[:12]:
         out.append(f"  {c.time - since:+8.2f} {c.path} {c.status}")
     try:

@@ -107,7 +107,7 @@ async def test_a_record_is_superseded_once_a_newer_one_of_its_key_is_read():
 async def test_a_record_read_later_but_older_does_not_supersede_a_newer_one():
     # a retry tier re-sends v1 after v5 was read: v5 must still be delivered, v1 is the stale one
     versions = {0: 1, 1: 5, 2: 1}  # offset -> snapshot version
-    seen, acks = await _superseded_as_handled([b"a"] * 3, version_of=lambda e: versions[e.message.offset])
+    seen, acks = await _superseded_as_handled([b"a"] * 3, covers=lambda newest, older: versions[newest.message.offset] > versions[older.message.offset])
     assert seen == [(0, False), (1, False), (2, False)]
     assert acks == [0, 1, 2]
 
