@@ -82,6 +82,9 @@ def cmd_worker(args) -> int:
         for p in problems:
             print(f"switchboard: configuration error: {p}", file=sys.stderr)
         return 2
+    from hub.loop import use_event_loop
+
+    loop_name = use_event_loop(settings.event_loop)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     k = settings.kafka
@@ -91,7 +94,7 @@ def cmd_worker(args) -> int:
 
     @hub.app.on_rebalance_complete.connect
     async def _ready(sender, **kwargs):
-        log.info("worker.ready")
+        log.info("worker.ready", extra={"event_loop": loop_name})
         print("worker.ready", flush=True)
 
     if settings.routing_reload_s > 0:
@@ -128,8 +131,11 @@ def cmd_receiver(args) -> int:
     from hub.logs import setup_logging
     from hub.receiver import serve
 
+    from hub.loop import use_event_loop
+
     settings = _settings(args)
     setup_logging(settings.log_level)
+    use_event_loop(settings.event_loop)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:

@@ -216,6 +216,8 @@ class Settings(BaseSettings):
     #: faust's own web server port for the worker (0: disabled)
     worker_web_port: int = 0
     log_level: str = "INFO"
+    #: the asyncio event loop of the worker and the receiver: "auto" (uvloop when installed), "uvloop" or "asyncio"
+    event_loop: str = "auto"
     #: an extra CA bundle (PEM) trusted for outbound HTTPS: a corporate proxy's, or the sandbox's
     tls_ca_file: Path | None = None
     kafka: KafkaSettings = KafkaSettings()
@@ -230,6 +232,13 @@ class Settings(BaseSettings):
     sales: SalesSettings = SalesSettings()
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
+
+    @field_validator("event_loop")
+    @classmethod
+    def _event_loop(cls, v: str) -> str:
+        if v not in ("auto", "uvloop", "asyncio"):
+            raise ValueError("must be 'auto', 'uvloop' or 'asyncio'")
+        return v
 
     @field_validator("store")
     @classmethod
