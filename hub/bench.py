@@ -141,52 +141,52 @@ def incident_bodies(n: int, start_id: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def _slack_posts(slack_state) -> list[tuple[str, float]]:
-    """(dedup key, receive time) of every top-level incident post the fake Slack accepted."""
-    out = []
-    for call in slack_state.calls:
-        if not call.path.endswith("chat.postMessage") or call.status != 200 or not isinstance(call.body, dict):
-            continue
-        meta = call.body.get("metadata")
-        if isinstance(meta, str):
-            try:
-                meta = orjson.loads(meta)
-            except ValueError:
-                continue
-        payload = (meta or {}).get("event_payload") or {}
-        key = payload.get("message_key") or ""
-        if "|" in key and "reply_id" not in payload and not call.body.get("thread_ts"):
-            out.append((key.split("|", 1)[1], call.time))
-    return out
+def _slack_post_key(call) -> str | None:
+    """The dedup key of a top-level incident post the fake Slack accepted (None for any other call)."""
+    if not call.path.endswith("chat.postMessage") or call.status != 200 or not isinstance(call.body, dict):
+        return None
+    meta = call.body.get("metadata")
+    if isinstance(meta, str):
+        try:
+            meta = orjson.loads(meta)
+        except ValueError:
+            return None
+    payload = (meta or {}).get("event_payload") or {}
+    key = payload.get("message_key") or ""
+    if "|" in key and "reply_id" not in payload and not call.body.get("thread_ts"):
+        return key.split("|", 1)[1]
+    return None
 
 
-def _pd_triggers(pd_state) -> list[tuple[str, float]]:
-    return [(call.body.get("dedup_key"), call.time) for call in pd_state.calls
-            if isinstance(call.body, dict) and call.body.get("event_action") == "trigger" and call.status == 202]
+def _pd_trigger_key(call) -> str | None:
+    if isinstance(call.body, dict) and call.body.get("event_action") == "trigger" and call.status == 202:
+        return call.body.get("dedup_key")
+    return None
 
 
 async def wait_delivered(states, keys: set[str], timeout: float) -> tuple[dict[str, float], dict[str, float]]:
-    """Wait until every key was paged and posted; return the first receive time of each, per vendor."""
+    """Wait until every key was paged and posted; return the first receive time of each, per vendor.
+
+    Reads only the calls recorded since its last look: a rescan of every call each tick cost this
+    process more CPU than the worker it measures once the fakes held tens of thousands of calls.
+    """
     deadline = time.perf_counter() + timeout
-    paged: dict[str, float] = {}
-    posted: dict[str, float] = {}
-    pd_seen = slack_seen = 0
+    found: dict[str, dict[str, float]] = {"pagerduty": {}, "slack": {}}
+    key_of = {"pagerduty": _pd_trigger_key, "slack": _slack_post_key}
+    seen = {vendor: 0 for vendor in found}
     while time.perf_counter() < deadline:
-        pd_calls, slack_calls = states["pagerduty"].calls, states["slack"].calls
-        if len(pd_calls) != pd_seen:
-            pd_seen = len(pd_calls)
-            for key, at in _pd_triggers(states["pagerduty"]):
+        for vendor, got in found.items():
+            calls = states[vendor].calls
+            end = len(calls)
+            for call in calls[seen[vendor]:end]:
+                key = key_of[vendor](call)
                 if key in keys:
-                    paged.setdefault(key, at)
-        if len(slack_calls) != slack_seen:
-            slack_seen = len(slack_calls)
-            for key, at in _slack_posts(states["slack"]):
-                if key in keys:
-                    posted.setdefault(key, at)
-        if len(paged) >= len(keys) and len(posted) >= len(keys):
+                    got.setdefault(key, call.time)
+            seen[vendor] = end
+        if all(len(got) >= len(keys) for got in found.values()):
             break
         await asyncio.sleep(0.1)
-    return paged, posted
+    return found["pagerduty"], found["slack"]
 
 
 def _latency(received: dict[str, float], sent_at: dict[str, float], offset: float) -> dict[str, Any]:
@@ -311,7 +311,8 @@ def _cpu_s(procs) -> dict[str, float]:
     return out
 
 
-async def run(events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int) -> dict[str, Any]:
+async def run(events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int, workers: int = 1,
+              event_loop: str = "auto") -> dict[str, Any]:
     import psutil
 
     from hub.broker import LocalBroker, ensure_kafka_jars
@@ -342,12 +343,24 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         state.rate_limits = False
     port = free_port()
     prefix = f"bench{int(time.time())}."
-    env = hub_env(bootstrap=bootstrap, prefix=prefix, data_dir=BENCH_DIR / "data" / uuid.uuid4().hex[:6],
+    data_dir = BENCH_DIR / "data" / uuid.uuid4().hex[:6]
+    env = hub_env(bootstrap=bootstrap, prefix=prefix, data_dir=data_dir,
                   receiver_port=port, slack_url=sandbox.urls["slack"], pagerduty_url=sandbox.urls["pagerduty"], jira_secret=SECRET,
                   slack_token=SLACK_TOKEN, pagerduty_services={"ops": PD_KEY}, ca_file=sandbox.ca_file,
                   extra={"SWITCHBOARD_KAFKA__PARTITIONS": str(partitions), "SWITCHBOARD_LOG_LEVEL": "WARNING",
-                         "SWITCHBOARD_SUPPORT__ENABLED": "false"})
+                         "SWITCHBOARD_SUPPORT__ENABLED": "false", "SWITCHBOARD_EVENT_LOOP": event_loop})
+    report["setup"] = {"workers": workers, "partitions": partitions, "event_loop": event_loop}
     procs = HubProcesses(env=env, log_dir=BENCH_DIR / "logs", receiver_port=port)
+    # more workers join one consumer group, each with its own local table store
+    worker_names = ["worker"] + [f"worker{i}" for i in range(2, workers + 1)]
+
+    def start_workers() -> None:
+        for name in worker_names:
+            extra = None if name == "worker" else {"SWITCHBOARD_DATA_DIR": str(data_dir / name)}
+            procs.start_worker(name=name, extra_env=extra)
+
+    def worker_cpu(cpu: dict[str, float]) -> float:
+        return sum(v for k, v in cpu.items() if k in worker_names)
     peak: dict[str, float] = {}
     stop = asyncio.Event()
     states = {"pagerduty": sandbox.states["pagerduty"], "slack": sandbox.states["slack"]}
@@ -367,7 +380,7 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
     inputs = 0
     try:
         await asyncio.to_thread(procs.start_receiver)
-        await asyncio.to_thread(procs.start_worker)
+        await asyncio.to_thread(start_workers)
         await processed.start()
         url = f"{procs.receiver_url}/webhooks/jira"
         print(f"==> warm-up, then saturation: {events} signed webhooks, {concurrency} in flight", flush=True)
@@ -379,6 +392,8 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         report["saturation"] = await measure(states, sat, events, 600, processed)
         cpu1 = _cpu_s(procs)
         report["cpu_ms_per_event"] = {role: round((cpu1[role] - cpu0.get(role, 0.0)) * 1000 / events, 2) for role in cpu1}
+        if workers > 1:
+            report["cpu_ms_per_event"]["workers"] = round((worker_cpu(cpu1) - worker_cpu(cpu0)) * 1000 / events, 2)
         inputs += events
         print(f"==> fixed rate: {rate_events} webhooks at {rate}/s", flush=True)
         fixed_bodies = incident_bodies(rate_events, 500000)
@@ -411,13 +426,14 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
             states["slack"].rate_limits = False
         if backlog:
             print(f"==> backlog: {backlog} incidents written to inbound.jira while the worker is stopped", flush=True)
-            await asyncio.to_thread(procs.stop, "worker")
+            for name in worker_names:
+                await asyncio.to_thread(procs.stop, name)
             keys = await write_backlog(bootstrap, f"{prefix}inbound.jira", backlog, 2_000_000)
             inputs += backlog
             t0 = time.perf_counter()
             wall0 = time.time()
             busy0, own0 = _machine_busy_s(), _own_cpu_s()
-            await asyncio.to_thread(procs.start_worker)
+            await asyncio.to_thread(start_workers)
             ready_s = time.perf_counter() - t0
             cpu0 = _cpu_s(procs)
             paged, posted = await wait_delivered(states, keys, max(120.0, backlog / 20))
@@ -428,7 +444,7 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
             span = time.perf_counter() - t0
             cpu1 = _cpu_s(procs)
             report["backlog_cpu"] = {
-                "worker_core_share": round((cpu1.get("worker", 0.0) - cpu0.get("worker", 0.0)) / max(span - ready_s, 1e-9), 2),
+                "worker_core_share": round((worker_cpu(cpu1) - worker_cpu(cpu0)) / max(span - ready_s, 1e-9), 2),
                 "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2),
                 "machine_busy_share": round((_machine_busy_s() - busy0) / span / (os.cpu_count() or 1), 2),
             }
@@ -478,12 +494,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=200.0, help="webhooks per second in the fixed-rate run")
     p.add_argument("--rate-events", type=int, default=2000, help="webhooks in the fixed-rate run")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--workers", type=int, default=1, help="worker processes in the consumer group (4 partitions)")
+    p.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"), help="the hub processes' event loop")
     p.add_argument("--backlog", type=int, default=100_000, help="incidents left in inbound.jira while the worker is stopped (0: skip)")
     p.add_argument("--burst", type=int, default=120,
                    help="updates to one issue within a second, for the coalescing figure (Slack allows about 50 chat.update a minute)")
     p.add_argument("--out", default=None, help="also write the JSON report to this file")
     args = p.parse_args(argv)
-    report = asyncio.run(run(args.events, args.rate, args.concurrency, args.rate_events, args.backlog, args.burst))
+    report = asyncio.run(run(args.events, args.rate, args.concurrency, args.rate_events, args.backlog, args.burst, args.workers, args.event_loop))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
