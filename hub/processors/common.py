@@ -95,6 +95,16 @@ def _track_changelog_writes(table: Any) -> None:
     table.switchboard_written = written
 
 
+def store_options(settings: Any) -> dict[str, Any] | None:
+    """Bounds on the memory of each table partition's RocksDB (a new dict per table: faust's store
+    pops keys from the one it is given)."""
+    if not settings.store.startswith("rocksdb"):
+        return None
+    mb = 1024 * 1024
+    return {"write_buffer_size": settings.store_write_buffer_mb * mb, "max_write_buffer_number": 2,
+            "block_cache_size": settings.store_block_cache_mb * mb}
+
+
 def json_table(hub: Any, name: str) -> Any:
     """A faust table with JSON keys and values, partitioned like the keyed topics."""
     import faust
@@ -102,6 +112,7 @@ def json_table(hub: Any, name: str) -> Any:
     table = hub.app.Table(
         name, default=None, partitions=hub.settings.kafka.partitions,
         schema=faust.Schema(key_type=str, value_type=None, key_serializer="json", value_serializer="json"),
+        options=store_options(hub.settings),
     )
     _track_changelog_writes(table)
     hub.tables[name] = table
