@@ -222,6 +222,7 @@ class ActionCounter:
         self.bootstrap, self.topic = bootstrap, topic
         self.times: list[float] = []
         self._task: asyncio.Task | None = None
+        self._consumer: Any = None
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -243,7 +244,8 @@ class ActionCounter:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-        await self._consumer.stop()
+        if self._consumer is not None:  # a hub that failed to start never started the counter
+            await self._consumer.stop()
 
 
 async def write_backlog(bootstrap: str, topic: str, n: int, start_id: int) -> set[str]:
