@@ -45,6 +45,9 @@ class KafkaSettings(_Section):
     #: produce requests (each one costs the worker a socket write) for a little latency per hop
     #: (aiokafka's default is 0; Kafka's own clients moved to 5 ms in 4.0 for the same reason)
     producer_linger_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    #: records each agent may read ahead of its work (faust's stream_buffer_maxsize, 4096 by default):
+    #: its backlog's prefetch is most of a catching-up worker's memory beyond its 100 MB at rest
+    stream_buffer_records: int = Field(1024, ge=16, le=1_000_000)
 
     @field_validator("topic_prefix")
     @classmethod

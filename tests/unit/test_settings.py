@@ -71,9 +71,11 @@ def test_worker_takes_producer_linger_and_per_target_concurrency_from_settings(m
     monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SWITCHBOARD_KAFKA__PRODUCER_LINGER_MS", "7")
     monkeypatch.setenv("SWITCHBOARD_DELIVERY__TARGET_CONCURRENCY", "3")
+    monkeypatch.setenv("SWITCHBOARD_KAFKA__STREAM_BUFFER_RECORDS", "256")
     monkeypatch.setenv("SWITCHBOARD_SLACK__BOT_TOKEN", "xoxb-unit")
     hub = build_app(load_settings())
     assert hub.app.conf.producer_linger == 0.007
+    assert hub.app.conf.stream_buffer_maxsize == 256
     for vendor in ("slack", "pagerduty"):
         assert hub.pipelines[vendor].converger._gate.concurrency == 3
 
