@@ -1,0 +1,65 @@
+"""hub/bench.py RunDir: a bench run's files are removed after it, leftovers of dead runs swept, kept runs left."""
+
+import os
+import subprocess
+import sys
+
+from hub.bench import RunDir
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _run(root, name, *, pid=None, kept=False, size=1000):
+    path = root / "runs" / name
+    (path / "broker").mkdir(parents=True)
+    (path / "broker" / "00000.log").write_bytes(b"x" * size)
+    if pid is not None:
+        (path / "pid").write_text(str(pid))
+    if kept:
+        (path / "kept").write_text("--keep\n")
+    return path
+
+
+def test_a_finished_run_leaves_nothing(tmp_path):
+    run = RunDir(tmp_path, "r1").start()
+    assert (run.path / "pid").read_text() == str(os.getpid())
+    (run.path / "data").mkdir()
+    (run.path / "data" / "table.sst").write_bytes(b"y" * 4096)
+    run.finish(keep=False)
+    assert not run.path.exists()
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_kept_run_is_marked_and_survives_the_next_runs_sweep(tmp_path):
+    first = RunDir(tmp_path, "r1").start()
+    first.finish(keep=True, why="the run failed: TimeoutError")
+    assert (first.path / "kept").read_text().startswith("the run failed")
+    assert not (first.path / "pid").exists()
+    second = RunDir(tmp_path, "r2").start()
+    assert first.path.is_dir() and second.path.is_dir()
+
+
+def test_sweep_removes_dead_runs_and_the_old_layout_keeps_live_ones(tmp_path):
+    dead = _run(tmp_path, "dead", pid=_dead_pid())
+    no_pid = _run(tmp_path, "no-pid")
+    live = _run(tmp_path, "live", pid=os.getpid())
+    kept = _run(tmp_path, "kept", kept=True)
+    for legacy in ("broker", "data", "logs"):
+        (tmp_path / legacy).mkdir()
+    run = RunDir(tmp_path, "new").start()
+    assert not dead.exists() and not no_pid.exists()
+    assert live.is_dir() and kept.is_dir() and run.path.is_dir()
+    # a live run may still be using an older layout's directories: not swept while one runs
+    assert all((tmp_path / legacy).is_dir() for legacy in ("broker", "data", "logs"))
+    # once no run is alive, the next sweep takes the dead ones and the older layout, never a kept run
+    for path in (live, run.path):
+        (path / "pid").write_text(str(_dead_pid()))
+    swept = RunDir(tmp_path, "newer").sweep()
+    assert live in swept and run.path in swept
+    assert not live.exists() and not run.path.exists()
+    assert not any((tmp_path / legacy).exists() for legacy in ("broker", "data", "logs"))
+    assert kept.is_dir()
