@@ -573,6 +573,13 @@ def _by_method(states) -> dict[str, int]:
     return out
 
 
+def write_report(path: Path, text: str) -> None:
+    """Write the report, making its directory (``make bench`` writes reports/bench.json, which a fresh
+    clone does not have: the first default run printed its report and then failed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -601,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_report(Path(args.out), text)
     return 0
 
 

@@ -63,3 +63,11 @@ def test_sweep_removes_dead_runs_and_the_old_layout_keeps_live_ones(tmp_path):
     assert not live.exists() and not run.path.exists()
     assert not any((tmp_path / legacy).exists() for legacy in ("broker", "data", "logs"))
     assert kept.is_dir()
+
+
+def test_the_report_is_written_where_no_directory_exists_yet(tmp_path):
+    from hub.bench import write_report
+
+    out = tmp_path / "reports" / "bench.json"
+    write_report(out, '{"baseline": {}}')
+    assert out.read_text() == '{"baseline": {}}\n'
