@@ -85,6 +85,7 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         stream_buffer_maxsize=k.stream_buffer_records,
+        consumer_max_fetch_size=k.consumer_fetch_kb * 1024,
         broker_commit_interval=1.0,
         broker_session_timeout=k.session_timeout_s,
         broker_heartbeat_interval=max(1.0, k.session_timeout_s / 5),

@@ -65,17 +65,19 @@ def test_check_config_passes_when_everything_is_set(monkeypatch):
     assert check_config(load_settings()) == []
 
 
-def test_worker_takes_producer_linger_and_per_target_concurrency_from_settings(monkeypatch, tmp_path):
+def test_worker_takes_producer_linger_buffers_and_per_target_concurrency_from_settings(monkeypatch, tmp_path):
     from hub.app import build_app
 
     monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SWITCHBOARD_KAFKA__PRODUCER_LINGER_MS", "7")
     monkeypatch.setenv("SWITCHBOARD_DELIVERY__TARGET_CONCURRENCY", "3")
     monkeypatch.setenv("SWITCHBOARD_KAFKA__STREAM_BUFFER_RECORDS", "256")
+    monkeypatch.setenv("SWITCHBOARD_KAFKA__CONSUMER_FETCH_KB", "256")
     monkeypatch.setenv("SWITCHBOARD_SLACK__BOT_TOKEN", "xoxb-unit")
     hub = build_app(load_settings())
     assert hub.app.conf.producer_linger == 0.007
     assert hub.app.conf.stream_buffer_maxsize == 256
+    assert hub.app.conf.consumer_max_fetch_size == 256 * 1024
     for vendor in ("slack", "pagerduty"):
         assert hub.pipelines[vendor].converger._gate.concurrency == 3
 
