@@ -40,6 +40,9 @@ from typing import Any
 import orjson
 
 BENCH_DIR = Path(".switchboard/bench")
+SECRET = "bench-jira-secret"
+PD_KEY = "bench0pagerduty0routing0key00001"
+SLACK_TOKEN = "xoxb-bench"
 
 
 class RunDir:
@@ -81,11 +84,14 @@ class RunDir:
             if _pid_alive(run / "pid"):
                 live = True
                 continue
+            _stop_orphan_broker(run / "broker")
             shutil.rmtree(run, ignore_errors=True)
             removed.append(run)
         if not live:  # an older version's layout, never shared with a run of this one
             for name in self.LEGACY:
                 if (self.root / name).is_dir():
+                    if name == "broker":
+                        _stop_orphan_broker(self.root / name)
                     shutil.rmtree(self.root / name, ignore_errors=True)
                     removed.append(self.root / name)
         return removed
@@ -101,21 +107,30 @@ class RunDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def _stop_orphan_broker(data_dir: Path) -> None:
+    """A bench killed half-way leaves its broker running on the data it is about to lose: stop it
+    first (LocalBroker finds it by its pid file and only signals its own java process)."""
+    if (data_dir / "broker.pid").exists():
+        from hub.broker import LocalBroker
+
+        LocalBroker(data_dir).stop()
+
+
 def _pid_alive(pid_file: Path) -> bool:
+    """Is the process named in ``pid_file`` running? A zombie is not (a killed bench whose parent is
+    gone can stay one for a while, and still answers signal 0)."""
+    import psutil
+
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:  # not ours to look at: count it as alive
         return True
-    return True
-SECRET = "bench-jira-secret"
-PD_KEY = "bench0pagerduty0routing0key00001"
-SLACK_TOKEN = "xoxb-bench"
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -398,7 +413,7 @@ def _cpu_s(procs) -> dict[str, float]:
 
 
 async def run(events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int, workers: int = 1,
-              event_loop: str = "auto", run_dir: Path | None = None) -> dict[str, Any]:
+              event_loop: str = "auto", *, run_dir: Path) -> dict[str, Any]:
     import psutil
 
     from hub.broker import LocalBroker, ensure_kafka_jars
@@ -407,8 +422,6 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
     from sandbox.server import start_sandbox
     from sandbox.slack import SlackState
 
-    run_dir = run_dir or BENCH_DIR / "runs" / "adhoc"
-    run_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None
     if not bootstrap:

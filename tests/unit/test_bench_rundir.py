@@ -71,3 +71,34 @@ def test_the_report_is_written_where_no_directory_exists_yet(tmp_path):
     out = tmp_path / "reports" / "bench.json"
     write_report(out, '{"baseline": {}}')
     assert out.read_text() == '{"baseline": {}}\n'
+
+
+def test_sweep_stops_the_broker_a_killed_run_left_running_before_removing_its_data(tmp_path, monkeypatch):
+    import hub.broker
+
+    stopped = []
+
+    class Recorder:
+        def __init__(self, data_dir):
+            self.data_dir = data_dir
+
+        def stop(self):
+            stopped.append((self.data_dir, self.data_dir.exists()))
+
+    monkeypatch.setattr(hub.broker, "LocalBroker", Recorder)
+    dead = _run(tmp_path, "dead", pid=_dead_pid())
+    (dead / "broker" / "broker.pid").write_text("12345\n")
+    live = _run(tmp_path, "live", pid=os.getpid())
+    (live / "broker" / "broker.pid").write_text("12346\n")
+    RunDir(tmp_path, "new").sweep()
+    assert stopped == [(dead / "broker", True)]  # stopped while its data was still there; the live run's left alone
+    assert not dead.exists() and live.is_dir()
+
+
+def test_stopping_an_orphan_broker_whose_process_is_gone_only_drops_its_pid_file(tmp_path):
+    from hub.bench import _stop_orphan_broker
+
+    (tmp_path / "broker").mkdir()
+    (tmp_path / "broker" / "broker.pid").write_text(f"{_dead_pid()}\n")
+    _stop_orphan_broker(tmp_path / "broker")
+    assert not (tmp_path / "broker" / "broker.pid").exists()
