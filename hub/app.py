@@ -60,6 +60,43 @@ def _keep_buffered_records_on_resume(app: faust.App) -> None:
     flow.resume = resume  # type: ignore[method-assign]
 
 
+class LeanMonitor(faust.Monitor):
+    """faust's monitor without its per-record bookkeeping.
+
+    faust calls its monitor for every record read, every event a stream handles, every table read
+    and write and every record sent, and the stock one keeps per-partition and per-table counters
+    and event timings that nothing here reads (the hub's own counters are ``Hub.pipelines``, served
+    by hub/metrics.py). Commit, rebalance and assignment hooks — rare — are kept.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        pass
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        pass
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> None:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        pass
+
+
 def build_app(settings: Settings, routing: Any | None = None) -> Hub:
     from hub.registry import register_all
     from hub.routing import load_routing
@@ -92,6 +129,7 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
         broker_rebalance_timeout=max(k.session_timeout_s, 20.0),
         table_standby_replicas=0,
         autodiscover=False,
+        Monitor=LeanMonitor,
     )
     _keep_buffered_records_on_resume(app)
     hub = Hub(settings=settings, app=app, channels=Channels(app, settings), routing=routing)

@@ -227,10 +227,11 @@ def register(hub) -> None:
         stats["in"] += 1
         event = loads(raw)
         issue_id = str(event["issue"]["id"])
-        state, emit = decide(hub.routing, table.get(issue_id), event)
+        stored = table.get(issue_id)  # one read: each is a store lookup and a JSON decode
+        state, emit = decide(hub.routing, stored, event)
         if state is None:
             return
-        if state is not table.get(issue_id):
+        if state is not stored:  # decide returns the stored state itself when nothing changed
             table[issue_id] = state
         if emit:
             for topic, akey, value in build_actions(hub.routing, state, cause_event_id=event["event_id"], now_ms=int(time.time() * 1000)):
