@@ -84,6 +84,7 @@ class RunDir:
             if _pid_alive(run / "pid"):
                 live = True
                 continue
+            _stop_orphan_hub(run / "procs")
             _stop_orphan_broker(run / "broker")
             shutil.rmtree(run, ignore_errors=True)
             removed.append(run)
@@ -114,6 +115,35 @@ def _stop_orphan_broker(data_dir: Path) -> None:
         from hub.broker import LocalBroker
 
         LocalBroker(data_dir).stop()
+
+
+def _stop_orphan_hub(pid_dir: Path, timeout: float = 15.0) -> list[int]:
+    """Stop the receiver and workers a killed run left running (they would go on taking CPU from
+    every later run). Each wrote ``<name>.pid`` when started (hub/stack.py) and leads its own
+    session; only a live process whose command line is a hub process is signalled, so a pid since
+    reused by something else is left alone. Returns the pids stopped."""
+    import signal
+
+    import psutil
+
+    found = []
+    for pid_file in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
+        try:
+            proc = psutil.Process(int(pid_file.read_text().strip()))
+            if proc.status() == psutil.STATUS_ZOMBIE or "hub.cli" not in proc.cmdline():
+                continue
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (OSError, ValueError, psutil.Error):
+            continue
+        found.append(proc)
+    _, alive = psutil.wait_procs(found, timeout=timeout)
+    for proc in alive:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return [proc.pid for proc in found]
 
 
 def _pid_alive(pid_file: Path) -> bool:
@@ -450,7 +480,7 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
                   extra={"SWITCHBOARD_KAFKA__PARTITIONS": str(partitions), "SWITCHBOARD_LOG_LEVEL": "WARNING",
                          "SWITCHBOARD_SUPPORT__ENABLED": "false", "SWITCHBOARD_EVENT_LOOP": event_loop})
     report["setup"] = {"workers": workers, "partitions": partitions, "event_loop": event_loop}
-    procs = HubProcesses(env=env, log_dir=run_dir / "logs", receiver_port=port)
+    procs = HubProcesses(env=env, log_dir=run_dir / "logs", receiver_port=port, pid_dir=run_dir / "procs")
     # more workers join one consumer group, each with its own local table store
     worker_names = ["worker"] + [f"worker{i}" for i in range(2, workers + 1)]
 

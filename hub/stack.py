@@ -87,6 +87,9 @@ class HubProcesses:
     receiver_port: int
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     _logs: list = field(default_factory=list)
+    #: where each process's pid goes (``<name>.pid``) while it runs, for whoever must stop the
+    #: processes of a run whose parent was killed (hub/bench.py's sweep); ``None``: nowhere
+    pid_dir: Path | None = None
 
     def _spawn(self, role: str, name: str | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``switchboard <role>`` as the process called ``name`` (default: the role), logging to ``<name>.log``."""
@@ -101,7 +104,14 @@ class HubProcesses:
         proc = subprocess.Popen([sys.executable, "-m", "hub.cli", role], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs[name] = proc
+        if self.pid_dir is not None:
+            self.pid_dir.mkdir(parents=True, exist_ok=True)
+            (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
         return proc
+
+    def _exited(self, role: str) -> None:
+        if self.pid_dir is not None:
+            (self.pid_dir / f"{role}.pid").unlink(missing_ok=True)
 
     @property
     def receiver_url(self) -> str:
@@ -157,6 +167,7 @@ class HubProcesses:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, sig)
             proc.wait(timeout=30)
+            self._exited(role)
 
     def stop(self, role: str, timeout: float = 30.0) -> None:
         proc = self.procs.get(role)
@@ -168,6 +179,7 @@ class HubProcesses:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+        self._exited(role)
 
     def stop_all(self) -> None:
         for role in list(self.procs):

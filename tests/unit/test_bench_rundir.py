@@ -102,3 +102,47 @@ def test_stopping_an_orphan_broker_whose_process_is_gone_only_drops_its_pid_file
     (tmp_path / "broker" / "broker.pid").write_text(f"{_dead_pid()}\n")
     _stop_orphan_broker(tmp_path / "broker")
     assert not (tmp_path / "broker" / "broker.pid").exists()
+
+
+def _sleeper(*argv: str) -> subprocess.Popen:
+    """A process that sleeps, its own session leader, with ``argv`` on its command line."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *argv], start_new_session=True)
+
+
+def test_sweep_stops_the_hub_processes_a_killed_run_left_running(tmp_path):
+    dead = _run(tmp_path, "dead", pid=_dead_pid())
+    worker = _sleeper("-m", "hub.cli", "worker")
+    stranger = _sleeper("not", "a", "hub", "process")  # a pid reused by something else: left alone
+    try:
+        (dead / "procs").mkdir()
+        (dead / "procs" / "worker.pid").write_text(str(worker.pid))
+        (dead / "procs" / "receiver.pid").write_text(str(stranger.pid))
+        (dead / "procs" / "worker2.pid").write_text(str(_dead_pid()))
+        RunDir(tmp_path, "new").sweep()
+        assert worker.wait(timeout=20) is not None
+        assert stranger.poll() is None
+        assert not dead.exists()
+    finally:
+        for proc in (worker, stranger):
+            proc.kill()
+            proc.wait()
+
+
+def test_hub_processes_keep_a_pid_file_while_each_runs(tmp_path, monkeypatch):
+    import hub.stack
+
+    real_popen = subprocess.Popen
+
+    def popen(cmd, **kwargs):  # the hub process replaced by a sleeper, started the same way
+        return real_popen([sys.executable, "-c", "import time; time.sleep(120)", *cmd[1:]], **kwargs)
+
+    monkeypatch.setattr(hub.stack.subprocess, "Popen", popen)
+    procs = hub.stack.HubProcesses(env={}, log_dir=tmp_path / "logs", receiver_port=1, pid_dir=tmp_path / "procs")
+    proc = procs._spawn("worker", "worker2")
+    try:
+        assert (tmp_path / "procs" / "worker2.pid").read_text() == str(proc.pid)
+        procs.stop("worker2")
+        assert proc.poll() is not None
+        assert not (tmp_path / "procs" / "worker2.pid").exists()
+    finally:
+        procs.stop_all()
