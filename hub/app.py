@@ -97,6 +97,34 @@ class LeanMonitor(faust.Monitor):
         pass
 
 
+def worker_class(hub: Hub) -> type:
+    """faust's ``Worker`` for this hub, closing the outbound clients (``Hub.closers``) at shutdown.
+
+    Not in an app signal: faust's ``on_before_shutdown`` fires before the agents stop, when a
+    delivery may still be using a client. ``_shutdown_loop`` runs after ``stop()`` has stopped the
+    app and its agents, on the loop that is about to be closed, so it is where the clients go.
+    """
+    from faust.worker import Worker
+
+    class HubWorker(Worker):
+        def _shutdown_loop(self) -> None:
+            run_closers(hub, self.loop)
+            super()._shutdown_loop()
+
+    return HubWorker
+
+
+def run_closers(hub: Hub, loop: Any, timeout_s: float = 5.0) -> None:
+    """Run every closer, each bounded by ``timeout_s``; one that fails is logged and the rest still run."""
+    import asyncio
+
+    for close in list(hub.closers):
+        try:
+            loop.run_until_complete(asyncio.wait_for(close(), timeout_s))
+        except Exception as exc:  # noqa: BLE001 - shutting down: report and go on
+            log.warning("worker.close-failed", extra={"closer": getattr(close, "__qualname__", repr(close)), "error": type(exc).__name__})
+
+
 def build_app(settings: Settings, routing: Any | None = None) -> Hub:
     from hub.registry import register_all
     from hub.routing import load_routing

@@ -120,9 +120,9 @@ def cmd_worker(args) -> int:
 
         start_http_server(settings.metrics.worker_port, addr=settings.metrics.host, registry=worker_registry(lambda: dict(hub.pipelines)))
 
-    from faust.worker import Worker
+    from hub.app import worker_class
 
-    worker = Worker(hub.app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker = worker_class(hub)(hub.app, loop=loop, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
     worker.execute_from_commandline()
     return 0
 

@@ -41,6 +41,7 @@ def register_all(hub) -> None:
         pd_events = PagerDutyEvents({name: key.get_secret_value() for name, key in s.pagerduty.services.items()},
                                     base_url=s.pagerduty.events_url, timeout_s=s.delivery.request_timeout_s,
                                     ssl_context=ssl_context)
+        hub.closers.append(pd_events.close)
     register_vendor(hub, vendor="pagerduty", topic="actions.pagerduty", converger=PagerDutyConverger(pd_events, dry_run=s.pagerduty.dry_run, concurrency=s.delivery.target_concurrency,
                                                                                       gate_store=BlockStore(s.data_dir / "gates" / "pagerduty.json")))
     if s.support.enabled:
