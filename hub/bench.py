@@ -270,6 +270,25 @@ def incident_bodies(n: int, start_id: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def speed_probe_ms(rounds: int = 5) -> float:
+    """Milliseconds this machine takes, right now, for a fixed piece of single-threaded Python work
+    (parse and re-serialize one incident webhook 2,000 times, then a plain loop); the best of
+    ``rounds``. Cloud VMs change speed from hour to hour (the same worker code measured 3.6 ms and
+    4.9 ms of CPU per event on two evenings), so a report carries this figure to say how fast the
+    machine ran: rates of two runs compare only when their probes are close."""
+    body = incident_bodies(1, 1)[0][1]
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(2000):
+            orjson.dumps(orjson.loads(body))
+        x = 0
+        for i in range(300_000):
+            x += i % 7
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1000, 1)
+
+
 def _slack_post_key(call) -> str | None:
     """The dedup key of a top-level incident post the fake Slack accepted (None for any other call)."""
     if not call.path.endswith("chat.postMessage") or call.status != 200 or not isinstance(call.body, dict):
@@ -463,7 +482,8 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
     load = os.getloadavg()
     report: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                                           "load_average_at_start": [round(x, 2) for x in load],
-                                          "note": "broker, hub, fakes and load generator share these cores"}}
+                                          "note": "broker, hub, fakes and load generator share these cores",
+                                          "speed_probe_ms": speed_probe_ms()}}
     print(f"==> baseline: raw aiokafka produce/consume of {events} payloads", flush=True)
     bodies = incident_bodies(events, 100000)
     report["baseline"] = await baseline(bootstrap, [b for _, b in bodies], partitions)
