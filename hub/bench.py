@@ -13,13 +13,18 @@ limits off, and the hub's receiver and worker as child processes. What it prints
 - ``fixed_rate``: the same at a fixed moderate rate (``--rate``/s), where latency is meaningful;
 - ``backlog``: ``--backlog`` incidents written to ``inbound.jira`` while the worker is stopped, then
   the time from starting the worker until every one is paged and posted (and the implied 100,000);
-  ``backlog_cpu`` says what bounded it: the worker's share of one core, this process's (the fakes
-  answering the calls), and how busy the whole machine was;
+  ``backlog_cpu`` says what bounded it: the worker's share of one core and its CPU per event, this
+  process's share (the fakes answering the calls), and how busy the whole machine was;
 - ``economy``: vendor API calls per 1,000 input events over the whole run, and a burst of
   ``--burst`` updates to one issue within a second: how many Slack writes it cost;
 - ``rss_mb`` / ``cpu_ms_per_event``: peak resident memory and CPU time per input event of the
   receiver and the worker (CPU per event does not depend on what else the machine runs);
-- ``ratios``: the hub's rates as a fraction of the baseline.
+- ``floor``: ``--floor`` more incidents handled by ``hub.floor`` in a process of its own — the least
+  work any design of the incident path does with this stack (aiokafka, orjson, the hub's pure
+  mappings, slack_sdk and aiohttp to the same fakes, five bookkeeping records per incident), without
+  faust: its CPU per incident and rate, i.e. how far the worker's design could go on this stack;
+- ``ratios``: the hub's rates as a fraction of the baseline, and the worker's backlog CPU per event
+  and rate against the floor's (``worker_cpu_vs_floor``, ``backlog_rate_vs_floor``).
 
 Figures are measured, never asserted: this is a benchmark, not a test. The load generator, the
 broker and the hub share the machine's cores, which the report states.
@@ -420,6 +425,40 @@ async def write_backlog(bootstrap: str, topic: str, n: int, start_id: int) -> se
     return keys
 
 
+async def floor_phase(bootstrap: str, prefix: str, n: int, partitions: int, sandbox: Any, states: dict[str, Any],
+                      event_loop: str) -> dict[str, Any]:
+    """Run ``hub.floor`` (the stack's floor for one incident) over ``n`` incidents, in a process of its own.
+
+    The incidents are the backlog's (``write_backlog``), on a topic of their own; the fakes must then
+    hold a trigger and a post for every one, as for the hub.
+    """
+    import sys
+
+    from hub.kafka_admin import ensure_topics
+    from topics import TopicSpec
+
+    specs = (TopicSpec("floor.inbound", "bench", "issue id", "inbound.v1", partitions, 3_600_000, "delete"),
+             TopicSpec("floor.records", "bench", "row key", "inbound.v1", partitions, 3_600_000, "delete"))
+    await ensure_topics(bootstrap, prefix, partitions, specs=specs)
+    keys = await write_backlog(bootstrap, specs[0].full_name(prefix), n, 3_000_000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(FLOOR_SLACK_TOKEN=SLACK_TOKEN, FLOOR_PAGERDUTY_KEY=PD_KEY)
+    t0, own0 = time.perf_counter(), _own_cpu_s()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.floor", "--bootstrap", bootstrap, "--topic", specs[0].full_name(prefix),
+        "--out-topic", specs[1].full_name(prefix), "--n", str(n), "--slack-url", sandbox.urls["slack"].rstrip("/") + "/api/",
+        "--pagerduty-url", sandbox.urls["pagerduty"], "--ca-file", str(sandbox.ca_file), "--event-loop", event_loop,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    span = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": f"hub.floor exited {proc.returncode}: {err.decode(errors='replace')[-800:]}"}
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    # a call that failed never reaches the fakes: no point waiting for it
+    paged, posted = await wait_delivered(states, keys, 5 if result.get("failed_calls") else 60)
+    return {**result, "paged": len(paged), "posted": len(posted), "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2)}
+
+
 def burst_bodies(issue_id: int, n: int) -> list[tuple[str, bytes]]:
     """One incident, then ``n`` updates to it (its summary changing each time)."""
     from sandbox.jira import encode, issue_created, issue_updated
@@ -462,7 +501,7 @@ def _cpu_s(procs) -> dict[str, float]:
 
 
 async def run(events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int, workers: int = 1,
-              event_loop: str = "auto", *, run_dir: Path) -> dict[str, Any]:
+              event_loop: str = "auto", *, run_dir: Path, floor: int = 0) -> dict[str, Any]:
     import psutil
 
     from hub.broker import LocalBroker, ensure_kafka_jars
@@ -595,6 +634,7 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
             cpu1 = _cpu_s(procs)
             report["backlog_cpu"] = {
                 "worker_core_share": round((worker_cpu(cpu1) - worker_cpu(cpu0)) / max(span - ready_s, 1e-9), 2),
+                "worker_cpu_ms_per_event": round((worker_cpu(cpu1) - worker_cpu(cpu0)) * 1000 / backlog, 2),
                 "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2),
                 "machine_busy_share": round((_machine_busy_s() - busy0) / span / (os.cpu_count() or 1), 2),
             }
@@ -606,6 +646,9 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         report["economy"] = {"input_events": inputs, "vendor_calls": total_calls,
                              "calls_per_1000_events": round(total_calls * 1000 / inputs, 1) if inputs else None,
                              "by_method": _by_method(states)}
+        if floor:
+            print(f"==> floor: the stack's least work for {floor} incidents (hub.floor, no faust), same broker and fakes", flush=True)
+            report["floor"] = await floor_phase(bootstrap, prefix, floor, partitions, sandbox, states, event_loop)
     finally:
         stop.set()
         await sampler
@@ -624,6 +667,12 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
     }
     if report.get("backlog", {}).get("events_per_s"):
         report["ratios"]["backlog_vs_baseline"] = round(report["backlog"]["events_per_s"] / base, 3)
+    fl = report.get("floor") or {}
+    if fl.get("cpu_ms_per_incident") and report.get("backlog_cpu"):
+        # the same incidents, the same fakes: what the worker's design costs over the stack's floor
+        report["ratios"]["worker_cpu_vs_floor"] = round(report["backlog_cpu"]["worker_cpu_ms_per_event"] / fl["cpu_ms_per_incident"], 2)
+        if report.get("backlog", {}).get("events_per_s") and fl.get("per_s"):
+            report["ratios"]["backlog_rate_vs_floor"] = round(report["backlog"]["events_per_s"] / fl["per_s"], 3)
     return report
 
 
@@ -656,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backlog", type=int, default=100_000, help="incidents left in inbound.jira while the worker is stopped (0: skip)")
     p.add_argument("--burst", type=int, default=120,
                    help="updates to one issue within a second, for the coalescing figure (Slack allows about 50 chat.update a minute)")
+    p.add_argument("--floor", type=int, default=20_000,
+                   help="incidents for the stack's floor (hub.floor: the least work per incident with this stack, no faust; 0: skip)")
     p.add_argument("--out", default=None, help="also write the JSON report to this file")
     p.add_argument("--keep", action="store_true",
                    help=f"keep this run's broker data, table stores and logs (under {BENCH_DIR}/runs/); by default they are removed")
@@ -663,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = RunDir(BENCH_DIR).start()
     try:
         report = asyncio.run(run(args.events, args.rate, args.concurrency, args.rate_events, args.backlog, args.burst, args.workers,
-                                 args.event_loop, run_dir=run_dir.path))
+                                 args.event_loop, run_dir=run_dir.path, floor=args.floor))
     except BaseException as exc:
         run_dir.finish(keep=True, why=f"the run failed: {type(exc).__name__}; its logs are in logs/")
         raise

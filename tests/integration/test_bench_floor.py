@@ -1,0 +1,52 @@
+"""hub/floor.py through the bench's floor phase: a process of its own, the real broker, the TLS fakes."""
+
+from __future__ import annotations
+
+import uuid
+
+from hub import bench
+from sandbox.pagerduty import PagerDutyState
+from sandbox.server import start_sandbox
+from sandbox.slack import SlackState
+
+from tests.integration.conftest import read_topic
+
+
+async def test_floor_delivers_every_incident_and_writes_its_records(kafka_bootstrap: str) -> None:
+    sandbox = await start_sandbox(tls=True, states={"slack": SlackState(tokens=[bench.SLACK_TOKEN], channels={"C0INCIDENTS": "incidents"}),
+                                                    "pagerduty": PagerDutyState(routing_keys=[bench.PD_KEY])})
+    for state in sandbox.states.values():
+        state.rate_limits = False  # as in the bench: the floor measures work, not the vendors' pace
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    states = {"pagerduty": sandbox.states["pagerduty"], "slack": sandbox.states["slack"]}
+    try:
+        result = await bench.floor_phase(kafka_bootstrap, prefix, 40, 3, sandbox, states, "auto")
+    finally:
+        await sandbox.stop()
+    assert "error" not in result, result
+    assert result["incidents"] == 40
+    assert result["paged"] == 40 and result["posted"] == 40  # the fakes received a trigger and a post for each
+    assert result["failed_calls"] == {}
+    assert result["cpu_ms_per_incident"] > 0 and result["per_s"] > 0
+    records = await read_topic(kafka_bootstrap, f"{prefix}floor.records")
+    # per incident: its state, two ledger rows, two results
+    assert len(records) == 5 * 40
+    states_written = {value["issue_id"] for _, value in records if "lifecycle" in value and "issue_id" in value}
+    assert states_written == {str(3_000_000 + i) for i in range(40)}
+    # the secrets went to the fakes, never into the records
+    raw = repr(records)
+    assert bench.SLACK_TOKEN not in raw and bench.PD_KEY not in raw
+
+
+async def test_floor_reports_a_failing_run(kafka_bootstrap: str) -> None:
+    # the fake Slack does not know the bench's token: every post is refused, and the floor says so
+    sandbox = await start_sandbox(tls=True, states={"slack": SlackState(tokens=["xoxb-someone-else"], channels={"C0INCIDENTS": "incidents"}),
+                                                    "pagerduty": PagerDutyState(routing_keys=[bench.PD_KEY])})
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    states = {"pagerduty": sandbox.states["pagerduty"], "slack": sandbox.states["slack"]}
+    try:
+        result = await bench.floor_phase(kafka_bootstrap, prefix, 10, 3, sandbox, states, "auto")
+    finally:
+        await sandbox.stop()
+    assert result["posted"] == 0 and result["paged"] == 10
+    assert sum(result["failed_calls"].values()) == 10
