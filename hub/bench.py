@@ -19,7 +19,7 @@ limits off, and the hub's receiver and worker as child processes. What it prints
   ``--burst`` updates to one issue within a second: how many Slack writes it cost;
 - ``rss_mb`` / ``cpu_ms_per_event``: peak resident memory and CPU time per input event of the
   receiver and the worker (CPU per event does not depend on what else the machine runs);
-- ``floor``: ``--floor`` more incidents handled by ``hub.floor`` in a process of its own — the least
+- ``floor`` (and ``floor_without_calls``, its Kafka side alone): ``--floor`` more incidents handled by ``hub.floor`` in a process of its own — the least
   work any design of the incident path does with this stack (aiokafka, orjson, the hub's pure
   mappings, slack_sdk and aiohttp to the same fakes, five bookkeeping records per incident), without
   faust: its CPU per incident and rate, i.e. how far the worker's design could go on this stack;
@@ -426,7 +426,7 @@ async def write_backlog(bootstrap: str, topic: str, n: int, start_id: int) -> se
 
 
 async def floor_phase(bootstrap: str, prefix: str, n: int, partitions: int, sandbox: Any, states: dict[str, Any],
-                      event_loop: str) -> dict[str, Any]:
+                      event_loop: str, *, calls: bool = True) -> dict[str, Any]:
     """Run ``hub.floor`` (the stack's floor for one incident) over ``n`` incidents, in a process of its own.
 
     The incidents are the backlog's (``write_backlog``), on a topic of their own; the fakes must then
@@ -437,10 +437,11 @@ async def floor_phase(bootstrap: str, prefix: str, n: int, partitions: int, sand
     from hub.kafka_admin import ensure_topics
     from topics import TopicSpec
 
-    specs = (TopicSpec("floor.inbound", "bench", "issue id", "inbound.v1", partitions, 3_600_000, "delete"),
-             TopicSpec("floor.records", "bench", "row key", "inbound.v1", partitions, 3_600_000, "delete"))
+    tag = "floor" if calls else "floor-kafka"
+    specs = (TopicSpec(f"{tag}.inbound", "bench", "issue id", "inbound.v1", partitions, 3_600_000, "delete"),
+             TopicSpec(f"{tag}.records", "bench", "row key", "inbound.v1", partitions, 3_600_000, "delete"))
     await ensure_topics(bootstrap, prefix, partitions, specs=specs)
-    keys = await write_backlog(bootstrap, specs[0].full_name(prefix), n, 3_000_000)
+    keys = await write_backlog(bootstrap, specs[0].full_name(prefix), n, 3_000_000 if calls else 4_000_000)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     env.update(FLOOR_SLACK_TOKEN=SLACK_TOKEN, FLOOR_PAGERDUTY_KEY=PD_KEY)
     t0, own0 = time.perf_counter(), _own_cpu_s()
@@ -448,12 +449,14 @@ async def floor_phase(bootstrap: str, prefix: str, n: int, partitions: int, sand
         sys.executable, "-m", "hub.floor", "--bootstrap", bootstrap, "--topic", specs[0].full_name(prefix),
         "--out-topic", specs[1].full_name(prefix), "--n", str(n), "--slack-url", sandbox.urls["slack"].rstrip("/") + "/api/",
         "--pagerduty-url", sandbox.urls["pagerduty"], "--ca-file", str(sandbox.ca_file), "--event-loop", event_loop,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *(() if calls else ("--no-calls",)), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     span = time.perf_counter() - t0
     if proc.returncode != 0:
         return {"error": f"hub.floor exited {proc.returncode}: {err.decode(errors='replace')[-800:]}"}
     result = json.loads(out.decode().strip().splitlines()[-1])
+    if not calls:
+        return {**result, "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2)}
     # a call that failed never reaches the fakes: no point waiting for it
     paged, posted = await wait_delivered(states, keys, 5 if result.get("failed_calls") else 60)
     return {**result, "paged": len(paged), "posted": len(posted), "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2)}
@@ -649,6 +652,8 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         if floor:
             print(f"==> floor: the stack's least work for {floor} incidents (hub.floor, no faust), same broker and fakes", flush=True)
             report["floor"] = await floor_phase(bootstrap, prefix, floor, partitions, sandbox, states, event_loop)
+            # and its Kafka side alone: what the two vendor calls per incident cost is the difference
+            report["floor_without_calls"] = await floor_phase(bootstrap, prefix, floor, partitions, sandbox, states, event_loop, calls=False)
     finally:
         stop.set()
         await sampler

@@ -16,6 +16,9 @@ Per incident, in batches read with aiokafka's ``getmany``:
 4. write what the hub keeps about it: the incident's state, the Slack and PagerDuty ledger rows and
    the two results (five records, acks=all), then commit the batch's offsets.
 
+With ``--no-calls`` step 3 is skipped: the Kafka side alone, so that the report can say what the
+vendor calls (their HTTPS clients) cost on their own.
+
 Left out on purpose: what makes the hub safe across crashes, rebalances and vendor failures beyond
 that — faust's table store and its changelog bookkeeping, the marker made durable before each Slack
 post, the per-target ordering lanes, rate-limit gates, retry tiers and dead letters, the canonical
@@ -38,7 +41,7 @@ import orjson
 
 async def run_floor(*, bootstrap: str, topic: str, out_topic: str, n: int, slack_url: str, slack_token: str, pagerduty_url: str,
                     pagerduty_key: str, ca_file: str | None, routing_file: str | None = None, concurrency: int = 64,
-                    timeout_s: float = 600.0) -> dict[str, Any]:
+                    calls: bool = True, timeout_s: float = 600.0) -> dict[str, Any]:
     import ssl
 
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -63,6 +66,8 @@ async def run_floor(*, bootstrap: str, topic: str, out_topic: str, n: int, slack
     failures: dict[str, int] = {}
 
     async def deliver(topic_name: str, action: dict[str, Any]) -> dict[str, Any]:
+        if not calls:  # the Kafka side alone: the rows the calls would have given
+            return {"version": action["version"], "ref": action["key"]}
         if topic_name == "actions.pagerduty":
             ref = await pagerduty.send(action["service"], "trigger", send_event_kwargs("trigger", action["dedup_key"], action["event"]))
             return {"lifecycle": action["lifecycle"], "state": "triggered", "version": action["version"], "ref": ref}
@@ -113,7 +118,7 @@ async def run_floor(*, bootstrap: str, topic: str, out_topic: str, n: int, slack
         await pagerduty.close()
     return {"incidents": done, "seconds": round(wall, 2), "per_s": round(done / wall) if wall else None,
             "cpu_ms_per_incident": round(cpu * 1000 / done, 3) if done else None, "core_share": round(cpu / wall, 2) if wall else None,
-            "failed_calls": failures}
+            "failed_calls": failures, "vendor_calls": calls}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--routing-file")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
+    p.add_argument("--no-calls", action="store_true", help="skip the vendor calls: the Kafka side of the floor alone")
     args = p.parse_args(argv)
     from hub.loop import use_event_loop
 
@@ -142,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = asyncio.run(run_floor(bootstrap=args.bootstrap, topic=args.topic, out_topic=args.out_topic, n=args.n, slack_url=args.slack_url,
                                    slack_token=slack_token, pagerduty_url=args.pagerduty_url, pagerduty_key=pagerduty_key,
-                                   ca_file=args.ca_file, routing_file=args.routing_file, concurrency=args.concurrency))
+                                   ca_file=args.ca_file, routing_file=args.routing_file, concurrency=args.concurrency,
+                                   calls=not args.no_calls))
     print(json.dumps({**result, "event_loop": loop}))
     return 0 if result["incidents"] >= args.n else 1
 

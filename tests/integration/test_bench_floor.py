@@ -50,3 +50,17 @@ async def test_floor_reports_a_failing_run(kafka_bootstrap: str) -> None:
         await sandbox.stop()
     assert result["posted"] == 0 and result["paged"] == 10
     assert sum(result["failed_calls"].values()) == 10
+
+
+async def test_floor_without_calls_calls_no_vendor(kafka_bootstrap: str) -> None:
+    sandbox = await start_sandbox(tls=True, states={"slack": SlackState(tokens=[bench.SLACK_TOKEN], channels={"C0INCIDENTS": "incidents"}),
+                                                    "pagerduty": PagerDutyState(routing_keys=[bench.PD_KEY])})
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    states = {"pagerduty": sandbox.states["pagerduty"], "slack": sandbox.states["slack"]}
+    try:
+        result = await bench.floor_phase(kafka_bootstrap, prefix, 20, 3, sandbox, states, "auto", calls=False)
+    finally:
+        await sandbox.stop()
+    assert result["incidents"] == 20 and result["vendor_calls"] is False
+    assert states["slack"].calls == [] and states["pagerduty"].calls == []
+    assert len(await read_topic(kafka_bootstrap, f"{prefix}floor-kafka.records")) == 5 * 20
