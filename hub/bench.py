@@ -11,6 +11,8 @@ limits off, and the hub's receiver and worker as child processes. What it prints
   fakes/s), end-to-end rate (incidents both paged and posted/s) and latency from the webhook request
   to the fake PagerDuty receiving the trigger and to the fake Slack receiving the post;
 - ``fixed_rate``: the same at a fixed moderate rate (``--rate``/s), where latency is meaningful;
+- ``latency_by_rate``: the latency again at each of ``--latency-rates`` (about 15 s each), so that the
+  report shows up to which rate a latency target holds on this machine;
 - ``backlog``: ``--backlog`` incidents written to ``inbound.jira`` while the worker is stopped, then
   the time from starting the worker until every one is paged and posted (and the implied 100,000);
   ``backlog_cpu`` says what bounded it: the worker's share of one core and its CPU per event, this
@@ -25,6 +27,10 @@ limits off, and the hub's receiver and worker as child processes. What it prints
   faust: its CPU per incident and rate, i.e. how far the worker's design could go on this stack;
 - ``ratios``: the hub's rates as a fraction of the baseline, and the worker's backlog CPU per event
   and rate against the floor's (``worker_cpu_vs_floor``, ``backlog_rate_vs_floor``).
+
+``--setting section.name=value`` runs the hub with a setting changed (recorded under ``setup``): the
+way to compare two values of a setting, run after run. Any ``SWITCHBOARD_*`` variable of the calling
+shell is ignored, so a report says everything that shaped it.
 
 Figures are measured, never asserted: this is a benchmark, not a test. The load generator, the
 broker and the hub share the machine's cores, which the report states.
@@ -166,6 +172,24 @@ def _pid_alive(pid_file: Path) -> bool:
         return False
     except psutil.Error:  # not ours to look at: count it as alive
         return True
+
+
+#: seconds of load at each rate of the latency sweep (``--latency-rates``)
+LATENCY_SWEEP_S = 15.0
+
+
+def parse_setting(text: str) -> tuple[str, str]:
+    """``kafka.producer_linger_ms=20`` → ``("kafka.producer_linger_ms", "20")``, for ``--setting``."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part.isidentifier() for part in key.split(".")):
+        raise ValueError(f"--setting wants section.name=value (a key of docs/configuration.md), got {text!r}")
+    return key, value
+
+
+def setting_env(settings: dict[str, str]) -> dict[str, str]:
+    """The environment variables that set ``settings`` (dotted keys) in the hub's processes."""
+    return {"SWITCHBOARD_" + "__".join(part.upper() for part in key.split(".")): value for key, value in settings.items()}
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -504,7 +528,8 @@ def _cpu_s(procs) -> dict[str, float]:
 
 
 async def run(events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int, workers: int = 1,
-              event_loop: str = "auto", *, run_dir: Path, floor: int = 0) -> dict[str, Any]:
+              event_loop: str = "auto", *, run_dir: Path, floor: int = 0, latency_rates: tuple[float, ...] = (),
+              settings: dict[str, str] | None = None) -> dict[str, Any]:
     import psutil
 
     from hub.broker import LocalBroker, ensure_kafka_jars
@@ -541,7 +566,8 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
                   slack_token=SLACK_TOKEN, pagerduty_services={"ops": PD_KEY}, ca_file=sandbox.ca_file,
                   extra={"SWITCHBOARD_KAFKA__PARTITIONS": str(partitions), "SWITCHBOARD_LOG_LEVEL": "WARNING",
                          "SWITCHBOARD_SUPPORT__ENABLED": "false", "SWITCHBOARD_EVENT_LOOP": event_loop})
-    report["setup"] = {"workers": workers, "partitions": partitions, "event_loop": event_loop}
+    env.update(setting_env(settings or {}))
+    report["setup"] = {"workers": workers, "partitions": partitions, "event_loop": event_loop, "settings": dict(settings or {})}
     procs = HubProcesses(env=env, log_dir=run_dir / "logs", receiver_port=port, pid_dir=run_dir / "procs")
     # more workers join one consumer group, each with its own local table store
     worker_names = ["worker"] + [f"worker{i}" for i in range(2, workers + 1)]
@@ -592,6 +618,17 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         fixed = await drive(url, fixed_bodies, concurrency=concurrency, rate=rate)
         report["fixed_rate"] = {"rate_per_s": rate, **await measure(states, fixed, rate_events, 300, processed)}
         inputs += rate_events
+        if latency_rates:
+            # where the latency target holds: each rate for about ``LATENCY_SWEEP_S`` seconds
+            print(f"==> latency by rate: {', '.join(f'{r:g}/s' for r in latency_rates)}, about {LATENCY_SWEEP_S:g} s each", flush=True)
+            report["latency_by_rate"] = []
+            for i, r in enumerate(latency_rates):
+                n_r = max(50, int(r * LATENCY_SWEEP_S))
+                run_r = await drive(url, incident_bodies(n_r, 1_000_000 + i * 100_000), concurrency=concurrency, rate=r)
+                got = await measure(states, run_r, n_r, 120, processed)
+                inputs += n_r
+                report["latency_by_rate"].append({"rate_per_s": r, "events": n_r, "end_to_end_per_s": got["end_to_end_per_s"],
+                                                  "latency_ms_pagerduty": got["latency_ms_pagerduty"], "latency_ms_slack": got["latency_ms_slack"]})
         if burst:
             print(f"==> burst: one incident and {burst} updates to it within a second, the fake Slack's rate limits on", flush=True)
             states["slack"].rate_limits = True  # about one message a second per channel, as Slack answers
@@ -712,14 +749,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="updates to one issue within a second, for the coalescing figure (Slack allows about 50 chat.update a minute)")
     p.add_argument("--floor", type=int, default=20_000,
                    help="incidents for the stack's floor (hub.floor: the least work per incident with this stack, no faust; 0: skip)")
+    p.add_argument("--latency-rates", default="10,50,100",
+                   help="comma-separated webhooks/s for the latency sweep, about 15 s each (empty: skip)")
+    p.add_argument("--setting", action="append", default=[], metavar="SECTION.NAME=VALUE",
+                   help="a hub setting for this run (repeatable; see docs/configuration.md), recorded in the report, "
+                        "e.g. --setting kafka.producer_linger_ms=20; the bench otherwise ignores SWITCHBOARD_* variables")
     p.add_argument("--out", default=None, help="also write the JSON report to this file")
     p.add_argument("--keep", action="store_true",
                    help=f"keep this run's broker data, table stores and logs (under {BENCH_DIR}/runs/); by default they are removed")
     args = p.parse_args(argv)
+    try:
+        settings = dict(parse_setting(t) for t in args.setting)
+        latency_rates = tuple(float(r) for r in args.latency_rates.split(",") if r.strip())
+    except ValueError as exc:
+        p.error(str(exc))
+    if any(r <= 0 for r in latency_rates):
+        p.error("--latency-rates must be positive")
     run_dir = RunDir(BENCH_DIR).start()
     try:
         report = asyncio.run(run(args.events, args.rate, args.concurrency, args.rate_events, args.backlog, args.burst, args.workers,
-                                 args.event_loop, run_dir=run_dir.path, floor=args.floor))
+                                 args.event_loop, run_dir=run_dir.path, floor=args.floor,
+                                 latency_rates=latency_rates, settings=settings))
     except BaseException as exc:
         run_dir.finish(keep=True, why=f"the run failed: {type(exc).__name__}; its logs are in logs/")
         raise
