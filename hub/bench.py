@@ -188,8 +188,12 @@ def parse_setting(text: str) -> tuple[str, str]:
 
 
 def setting_env(settings: dict[str, str]) -> dict[str, str]:
-    """The environment variables that set ``settings`` (dotted keys) in the hub's processes."""
-    return {"SWITCHBOARD_" + "__".join(part.upper() for part in key.split(".")): value for key, value in settings.items()}
+    """The environment variables that set ``settings`` (dotted keys) in the hub's processes, named
+    as hub/settings.py reads them (its prefix and nested delimiter)."""
+    from hub.settings import Settings
+
+    prefix, nested = Settings.model_config["env_prefix"], Settings.model_config["env_nested_delimiter"]
+    return {prefix + nested.join(part.upper() for part in key.split(".")): value for key, value in settings.items()}
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -479,11 +483,12 @@ async def floor_phase(bootstrap: str, prefix: str, n: int, partitions: int, sand
     if proc.returncode != 0:
         return {"error": f"hub.floor exited {proc.returncode}: {err.decode(errors='replace')[-800:]}"}
     result = json.loads(out.decode().strip().splitlines()[-1])
-    if not calls:
-        return {**result, "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2)}
-    # a call that failed never reaches the fakes: no point waiting for it
-    paged, posted = await wait_delivered(states, keys, 5 if result.get("failed_calls") else 60)
-    return {**result, "paged": len(paged), "posted": len(posted), "bench_process_core_share": round((_own_cpu_s() - own0) / span, 2)}
+    result["bench_process_core_share"] = round((_own_cpu_s() - own0) / span, 2)  # the fakes answering the calls
+    if calls:
+        # a call that failed never reaches the fakes: no point waiting for it
+        paged, posted = await wait_delivered(states, keys, 5 if result.get("failed_calls") else 60)
+        result.update(paged=len(paged), posted=len(posted))
+    return result
 
 
 def burst_bodies(issue_id: int, n: int) -> list[tuple[str, bytes]]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -139,8 +140,6 @@ def main(argv: list[str] | None = None) -> int:
 
     loop = use_event_loop(args.event_loop)
     # secrets come from the environment, never the command line (which ps shows)
-    import os
-
     try:
         slack_token, pagerduty_key = os.environ["FLOOR_SLACK_TOKEN"], os.environ["FLOOR_PAGERDUTY_KEY"]
     except KeyError as missing:
