@@ -112,8 +112,32 @@ def is_sales_message(msg: dict[str, Any]) -> bool:
     return msg.get("domain") == DOMAIN
 
 
-def _fresh(state: dict[str, Any] | None, occurred: int) -> bool:
-    return state is None or occurred >= state["last_occurred_ms"]
+def _fresh(state: dict[str, Any] | None, occurred: int, event_id: str) -> bool:
+    """Whether an event may change a record's state: not older than the newest one applied, and not
+    one of the events already applied at that same millisecond (two changes can share a timestamp:
+    a replay from offset 0 must not re-apply the older of them over the newer)."""
+    if state is None or occurred > state["last_occurred_ms"]:
+        return True
+    return occurred == state["last_occurred_ms"] and event_id not in (state.get("last_event_ids") or [])
+
+
+def _applied(st: dict[str, Any], occurred: int, event_id: str) -> None:
+    """Note an applied event (see :func:`_fresh`); the ids kept are those of the newest millisecond."""
+    same = (st.get("last_event_ids") or []) if occurred == st["last_occurred_ms"] else []
+    st["last_occurred_ms"] = occurred
+    st["last_event_ids"] = (same + [event_id])[-MAX_SEEN:]
+
+
+def _newer_word(seen: dict[str, int], sender: str, seq: Any) -> bool:
+    """Whether a message numbered ``seq`` by ``sender`` is newer than the last one applied from it
+    (and note it). Messages without a number (written before numbering) always apply."""
+    if not isinstance(seq, int):
+        return True
+    applied = seen.get(sender)
+    if applied is not None and seq <= applied:
+        return False
+    seen[sender] = seq
+    return True
 
 
 # ---------------------------------------------------------------- the feature-request side (pure)
@@ -129,6 +153,8 @@ def _copy_fr(state: dict[str, Any]) -> dict[str, Any]:
     st["keys"] = {k: {"routes": list(v["routes"])} for k, v in state["keys"].items()}
     st["issues"] = dict(state["issues"])
     st["told"] = dict(state["told"])
+    st["issue_seq"] = dict(state.get("issue_seq") or {})
+    st["linked_at"] = dict(state.get("linked_at") or {})
     return st
 
 
@@ -159,9 +185,9 @@ def on_feature_request_event(cfg: SalesConfig, state: dict[str, Any] | None, eve
     st = _copy_fr(state) if state else new_feature_request_state(fid)
     out: Out = []
     occurred = int(event.get("occurred_at_ms") or 0)
-    if event["kind"] == "reread" or not _fresh(state, occurred):
+    if event["kind"] == "reread" or not _fresh(state, occurred, event["event_id"]):
         return st, out  # a reread says nothing by itself; an older version of the record changes nothing
-    st["last_occurred_ms"] = occurred
+    _applied(st, occurred, event["event_id"])
     if event["kind"] == "delete":
         st["deleted"] = True
     else:
@@ -194,10 +220,17 @@ def on_feature_request_message(cfg: SalesConfig, state: dict[str, Any] | None, m
     st = _copy_fr(state) if state else new_feature_request_state(fid)
     iid = str(msg["issue_id"])
     cause = msg.get("cause_event_id") or ""
+    st.setdefault("issue_seq", {})
+    st.setdefault("linked_at", {})
+    if not _newer_word(st["issue_seq"], iid, msg.get("seq")):
+        return st, []  # an older word of the issue (a replay re-reads it) changes nothing
     if msg["op"] == "unlinked":
         st["issues"].pop(iid, None)
+        st["linked_at"].pop(iid, None)
     elif msg["op"] == "linked" or iid in st["issues"]:
         st["issues"][iid] = msg.get("issue") or {"id": iid}
+        if msg["op"] == "linked" and isinstance(msg.get("linked_at_ms"), int):
+            st["linked_at"][iid] = msg["linked_at_ms"]
     out = _tell_opportunity(st, cause)
     out.extend(_salesforce_fr_action(cfg, st, cause))
     return st, out
@@ -219,8 +252,10 @@ def _tell_opportunity(st: dict[str, Any], cause: str) -> Out:
                                                                           feature_request_id=st["fr_id"], issues={}, seq=seq(),
                                                                           cause_event_id=cause)))
     if opp and (opp != told["opportunity_id"] or issues != told["issues"]):
+        linked_at = st.get("linked_at") or {}
         out.append(("sales.by_opportunity", opp, _msg("fr_issues", opportunity_id=opp, feature_request_id=st["fr_id"],
-                                                      issues={i: st["issues"][i] for i in issues}, seq=seq(), cause_event_id=cause)))
+                                                      issues={i: {**st["issues"][i], "linked_at_ms": linked_at.get(i)} for i in issues},
+                                                      seq=seq(), cause_event_id=cause)))
     st["told"] = {"opportunity_id": opp, "issues": issues if opp else []}
     return out
 
@@ -280,6 +315,7 @@ def _copy_opp(state: dict[str, Any]) -> dict[str, Any]:
     st["issues"] = {k: {"facts": v["facts"], "seen": list(v["seen"])} for k, v in state["issues"].items()}
     st["sent"] = dict(state["sent"])
     st["tasks"] = list(state["tasks"])
+    st["issue_seq"] = dict(state.get("issue_seq") or {})
     return st
 
 
@@ -307,9 +343,9 @@ def on_opportunity_event(cfg: SalesConfig, state: dict[str, Any] | None, event: 
     oid = str(event["record_id"])
     st = _copy_opp(state) if state else new_opportunity_state(oid)
     occurred = int(event.get("occurred_at_ms") or 0)
-    if event["kind"] == "reread" or not _fresh(state, occurred):
+    if event["kind"] == "reread" or not _fresh(state, occurred, event["event_id"]):
         return st, []
-    st["last_occurred_ms"] = occurred
+    _applied(st, occurred, event["event_id"])
     if event["kind"] == "delete":
         st["deleted"] = True
     else:  # an upsert after a delete is how polling sees an undelete
@@ -340,30 +376,44 @@ def on_opportunity_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: 
             st["frs"].pop(fid, None)
         linked = _linked(st)
         for iid in linked:
-            if iid not in st["issues"]:  # resolutions before the link are not ours to announce
+            if iid not in st["issues"]:
+                # resolutions before the link are not ours to announce: before it by the time the link
+                # was made in Salesforce, not by when the hub learnt of it (a worker that was down or
+                # behind must not swallow a resolution that came after the link)
                 facts = issues.get(iid) or {"id": iid}
-                st["issues"][iid] = {"facts": facts, "seen": [r["id"] for r in facts.get("resolutions") or []][-MAX_SEEN:]}
+                linked_at = facts.get("linked_at_ms")
+                before = [r["id"] for r in facts.get("resolutions") or []
+                          if not isinstance(linked_at, int) or int(r.get("at_ms") or 0) < linked_at]
+                st["issues"][iid] = {"facts": facts, "seen": before[-MAX_SEEN:]}
+                _announce_resolutions(cfg, st, iid)
         for iid in list(st["issues"]):
             if iid not in linked:
                 del st["issues"][iid]
     elif msg["op"] == "issue_update":
         iid = str(msg["issue_id"])
+        st.setdefault("issue_seq", {})
         entry = st["issues"].get(iid)
-        if entry is not None:
-            facts = msg.get("issue") or {}
-            entry["facts"] = facts
-            for r in facts.get("resolutions") or []:
-                if r["id"] in entry["seen"]:
-                    continue
-                entry["seen"] = (entry["seen"] + [r["id"]])[-MAX_SEEN:]
-                opp = opportunity_facts(cfg, st)
-                if is_open(opp) and st["record"]:
-                    task = done_task(cfg, opp, facts, r)
-                    if all(t["id"] != task["id"] for t in st["tasks"]):
-                        st["tasks"] = (st["tasks"] + [task])[-MAX_TASKS:]
+        if entry is not None and _newer_word(st["issue_seq"], iid, msg.get("seq")):
+            entry["facts"] = msg.get("issue") or {}
+            _announce_resolutions(cfg, st, iid)
     out = _sync_issues(cfg, st, cause)
     out.extend(_opportunity_action(st, cause))
     return st, out
+
+
+def _announce_resolutions(cfg: SalesConfig, st: dict[str, Any], iid: str) -> None:
+    """One Task per resolution of a linked issue not seen yet, while the opportunity is open."""
+    entry = st["issues"][iid]
+    facts = entry["facts"]
+    for r in facts.get("resolutions") or []:
+        if r["id"] in entry["seen"]:
+            continue
+        entry["seen"] = (entry["seen"] + [r["id"]])[-MAX_SEEN:]
+        opp = opportunity_facts(cfg, st)
+        if is_open(opp) and st["record"]:
+            task = done_task(cfg, opp, facts, r)
+            if all(t["id"] != task["id"] for t in st["tasks"]):
+                st["tasks"] = (st["tasks"] + [task])[-MAX_TASKS:]
 
 
 def _linked(st: dict[str, Any]) -> list[str]:
@@ -446,9 +496,9 @@ def on_tracker_event(cfg: SalesConfig, state: dict[str, Any] | None, event: dict
     iid = str(event["issue"]["id"])
     st = _copy_issue(state) if state else new_issue_state(iid)
     occurred = int(event.get("occurred_at_ms") or 0)
-    if not _fresh(state, occurred):
+    if not _fresh(state, occurred, event["event_id"]):
         return st, []
-    st["last_occurred_ms"] = occurred
+    _applied(st, occurred, event["event_id"])
     issue = st["issue"]
     before = issue_facts(st)
     incoming = event["issue"]
@@ -471,12 +521,20 @@ def on_tracker_event(cfg: SalesConfig, state: dict[str, Any] | None, event: dict
     if facts != before:
         for fid in sorted(st["frs"]):
             out.append(("sales.by_feature_request", fid, _msg("issue_update", feature_request_id=fid, issue_id=iid, issue=facts,
-                                                              cause_event_id=event["event_id"])))
+                                                              seq=_issue_seq(st), cause_event_id=event["event_id"])))
         for oid in sorted(st["opps"]):
             out.append(("sales.by_opportunity", oid, _msg("issue_update", opportunity_id=oid, issue_id=iid, issue=facts,
-                                                          cause_event_id=event["event_id"])))
+                                                          seq=_issue_seq(st), cause_event_id=event["event_id"])))
     out.extend(_jira_action(cfg, st, event["event_id"]))
     return st, out
+
+
+def _issue_seq(st: dict[str, Any]) -> int:
+    """The issue side's own counter (kept in its state, so it only grows across restarts): its
+    feature requests and opportunities apply a word of the issue only when it is newer than the last
+    one they applied, so a replay of their topics from offset 0 never brings back older facts."""
+    st["seq"] = st.get("seq", 0) + 1
+    return st["seq"]
 
 
 def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[str, Any]) -> tuple[dict[str, Any], Out]:
@@ -491,7 +549,7 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
         f = st["frs"].setdefault(fid, {"routes": []})
         if not f["routes"]:
             out.append(("sales.by_feature_request", fid, _msg("linked", feature_request_id=fid, issue_id=iid, issue=issue_facts(st),
-                                                              cause_event_id=cause)))
+                                                              linked_at_ms=msg.get("at_ms"), seq=_issue_seq(st), cause_event_id=cause)))
         f["routes"] = sorted(set(f["routes"]) | {msg.get("route") or "explicit"})
     elif op == "sales_unlink":
         fid = str(msg["feature_request_id"])
@@ -500,7 +558,8 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
             f["routes"] = [r for r in f["routes"] if r != msg.get("route")]
             if not f["routes"]:
                 del st["frs"][fid]
-                out.append(("sales.by_feature_request", fid, _msg("unlinked", feature_request_id=fid, issue_id=iid, cause_event_id=cause)))
+                out.append(("sales.by_feature_request", fid, _msg("unlinked", feature_request_id=fid, issue_id=iid, seq=_issue_seq(st),
+                                                                  cause_event_id=cause)))
     elif op == "opportunity":
         oid = str(msg["opportunity_id"])
         seq, applied = msg.get("seq"), st["opp_seq"].get(oid)
@@ -511,7 +570,7 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
         if msg.get("linked"):
             if oid not in st["opps"]:  # the issue's facts and resolutions so far, as the opportunity's baseline
                 out.append(("sales.by_opportunity", oid, _msg("issue_update", opportunity_id=oid, issue_id=iid, issue=issue_facts(st),
-                                                              cause_event_id=cause)))
+                                                              seq=_issue_seq(st), cause_event_id=cause)))
             st["opps"][oid] = msg["opportunity"]
         else:
             st["opps"].pop(oid, None)

@@ -444,3 +444,59 @@ def test_a_replay_of_the_sides_topics_from_offset_0_never_shows_older_totals(top
     for t, k, v in old:
         bus.run(t, k, v, record=False)
         assert {k: v["revenue"] for k, v in bus.jira.items()} == final
+
+
+def test_a_replay_of_sales_by_feature_request_never_writes_older_issue_facts_back():
+    """The issue side numbers what it tells feature requests: old ``linked``/``issue_update`` words
+    re-read from offset 0 (a status of To Do long after Done) change no feature request's write-back."""
+    bus = Bus()
+    _random_history(bus, seed=7, n_opps=40)
+    for status, category in (("In Progress", "indeterminate"), ("Done", "done")):
+        for iid, key in ((100, "OPS-1"), (200, "OPS-2")):
+            bus.issue(iid, key, status=status, category=category, fix=["3.0"] if category == "done" else ())
+    final = {k: (v["version"], v["fields"]) for k, v in bus.salesforce.items()}
+    old = [(t, k, v) for t, k, v in bus.log if t == "sales.by_feature_request"]
+    assert any(v["op"] == "linked" for _, _, v in old) and any(v["op"] == "issue_update" for _, _, v in old)
+    bus.log.clear()
+    for t, k, v in old:
+        bus.run(t, k, v, record=False)
+        assert {k: (v["version"], v["fields"]) for k, v in bus.salesforce.items()} == final
+
+
+def test_two_changes_in_one_millisecond_apply_once_each_and_a_replay_keeps_the_newer():
+    """Two changes to a record can share a commit timestamp (a create and an edit in the same
+    millisecond): both apply, in order; read again from offset 0, the older no longer wins."""
+    bus = Bus()
+    bus.issue(100, "OPS-1")
+    new_opp(bus, 1, amount=1000)
+    bus.fr(1, opp=1, jira_key="OPS-1")
+    t = bus.tick()
+    events = [{"schema": "switchboard.sales_event/1", "event_id": f"tx{t}:{seq}:{opp_id(1)}", "source": "salesforce",
+               "kind": "upsert", "object": "opportunity", "sobject": "Opportunity", "record_id": opp_id(1), "occurred_at_ms": t,
+               "received_at_ms": t, "fields": {"amount": amount}, "changed_fields": ["amount"], "via_hub": False, "reread_ids": []}
+              for seq, amount in ((1, 2000), (2, 3000))]
+    for ev in events:
+        bus.run("events.sales", opp_id(1), ev)
+    assert bus.revenue(100)["totals"]["USD"]["amount"] == 3000
+    version = bus.jira["revenue:100"]["version"]
+    for ev in events:  # the replay
+        bus.run("events.sales", opp_id(1), ev, record=False)
+        assert bus.revenue(100)["totals"]["USD"]["amount"] == 3000 and bus.jira["revenue:100"]["version"] == version
+
+
+def test_a_link_made_before_a_resolution_notifies_even_when_the_hub_learns_of_it_later(bus):
+    """Which resolutions an opportunity is told of depends on when the link was made in Salesforce,
+    not on when the hub processed it: a worker that was down or behind must not swallow a Task."""
+    new_opp(bus, 1, owner=7)
+    made = bus.t  # the feature request below is created in Salesforce now ...
+    bus.t += 100
+    bus.issue(100, "OPS-1", status="Done", category="done", fix=["2.4"])  # ... OPS-1 is resolved later
+    after = bus.t
+    bus.t = made  # ... and the hub only now reads the feature request made before it
+    bus.fr(1, opp=1, jira_key="OPS-1")
+    bus.t = after
+    assert len(bus.tasks(1)) == 1 and "OPS-1 is resolved" in bus.tasks(1)[0]["subject"]
+    # a link made after the resolution is still not told of it
+    new_opp(bus, 2, owner=8)
+    bus.fr(2, opp=2, jira_key="OPS-1")
+    assert bus.tasks(2) == []
