@@ -26,7 +26,18 @@ limits off, and the hub's receiver and worker as child processes. What it prints
   mappings, slack_sdk and aiohttp to the same fakes, five bookkeeping records per incident), without
   faust: its CPU per incident and rate, i.e. how far the worker's design could go on this stack;
 - ``ratios``: the hub's rates as a fraction of the baseline, and the worker's backlog CPU per event
-  and rate against the floor's (``worker_cpu_vs_floor``, ``backlog_rate_vs_floor``).
+  and rate against the floor's (``worker_cpu_vs_floor``, ``backlog_rate_vs_floor``);
+- ``mixed``: about ``--mixed`` input events over the whole hub (support and sales on, a hub of its own
+  started once the incident phases' hub is stopped, plus the Salesforce CDC bridge): Jira issues filed,
+  edited and moved to In Progress and Done (one in eight a Highest incident in OPS), Zendesk tickets
+  naming them (key field, tag, subject) and Salesforce deals with feature requests naming them.
+  ``input_events`` per source (jira, zendesk, salesforce), ``ingest_s``; ``effects`` expected in the
+  fakes (a remote link per linked ticket, the issue's status on each ticket, the revenue at stake
+  equal to a recomputation, incidents paged, posted and resolved, internal notes and one Task per
+  open deal of a resolved issue), how many are ``missing`` after a generous wait, and the time until
+  all were visible (``effects_visible_s``, ``effects_per_s``, per stage in ``stages``); effects made
+  twice (``duplicates``); ``calls_per_1000_events`` (by vendor and by method); the mixed hub's
+  ``cpu_ms_per_event`` (receiver, worker, cdc) and peak ``rss_mb``.
 
 ``--setting section.name=value`` runs the hub with a setting changed (recorded under ``setup``): the
 way to compare two values of a setting, run after run. Any ``SWITCHBOARD_*`` variable of the calling
@@ -505,6 +516,542 @@ def burst_bodies(issue_id: int, n: int) -> list[tuple[str, bytes]]:
     return out
 
 
+# --- the mixed phase: Jira, Zendesk and Salesforce together ---------------------------------------
+
+#: the mixed hub's Zendesk and Salesforce identities (the fakes accept only these; never reported)
+ZD_EMAIL, ZD_TOKEN, ZD_SECRET = "switchboard@example.com", "bench-zendesk-api-token", "bench-zendesk-signing-secret"
+SF_CLIENT_ID, SF_SECRET = "switchboard-bench-app", "bench-salesforce-client-secret"
+#: input events the mixed load makes per issue, on average (Jira ~2.7, Zendesk ~2.9, Salesforce ~2.4): sizes ``--mixed``
+MIXED_EVENTS_PER_ISSUE = 8.0
+MIXED_ORGS = {i: f"Customer {i:02d}" for i in range(1, 13)}
+MIXED_FIX_VERSION = "4.2"
+
+
+class MixedLoad:
+    """What people do in Jira, Zendesk and Salesforce around a set of issues, made in the fakes, and
+    the bookkeeping every expected effect is recomputed from.
+
+    The Zendesk fake sends the trigger-style webhook each ticket change causes (one at a time, as a
+    trigger fires) and the Salesforce fake publishes the change events the CDC bridge reads. The
+    Jira fake keeps the issues (the hub reads and writes them over REST) and builds each change's
+    webhook, but the bench sends them itself, with :func:`drive`: the fake's own ``deliver()``
+    sends one at a time on a new connection each, which would make the load generator, not the hub,
+    set the Jira ingest rate; ``drive`` is the bounded concurrent signed sender of the other phases.
+    Each wave holds at most one change per issue, so an issue's webhooks still arrive in order.
+    """
+
+    def __init__(self, jira: Any, zd: Any, sf: Any, jira_url: str, n: int, *, concurrency: int = 32, seed: int = 7) -> None:
+        import random
+
+        self.jira, self.zd, self.sf, self.jira_url, self.concurrency = jira, zd, sf, jira_url, concurrency
+        self.rng = random.Random(seed)
+        self.n_issues = max(4, round(n / MIXED_EVENTS_PER_ISSUE))
+        self.issues: list[Any] = []                 # JiraIssue, in creation order
+        self.incidents: list[Any] = []
+        self.incident_ids: set[str] = set()
+        self.tickets: dict[int, str] = {}           # linked ticket id -> the issue id it names
+        self.stray: list[int] = []                  # tickets that name no issue (yet)
+        self.deals: dict[str, set[str]] = {}        # opportunity id -> issue ids its feature requests name
+        self.in_progress: set[str] = set()
+        self.done: set[str] = set()
+        self.inputs = {"jira": 0, "zendesk": 0, "salesforce": 0}
+        self.jira_errors = 0
+        self.last_replay: dict[str, int] = {}       # CDC channel -> replay id of the load's newest change event
+        self.accounts: list[str] = []
+        self.waves = 0
+
+    # --- the vendors' side ---------------------------------------------------------------------------
+
+    async def _send_jira(self) -> None:
+        """Send the webhooks the Jira fake queued since the last wave (at most one per issue)."""
+        from sandbox.jira import encode
+
+        payloads, self.jira.outbox = list(self.jira.outbox), []
+        ids = [p["issue"]["id"] for p in payloads]
+        assert len(ids) == len(set(ids)), "a wave must hold one change per issue"
+        self.waves += 1
+        bodies = [(f"{iid}#{self.waves}", encode(p)) for iid, p in zip(ids, payloads)]
+        got = await drive(self.jira_url, bodies, concurrency=self.concurrency, rate=None)
+        self.inputs["jira"] += len(bodies)
+        self.jira_errors += got["errors"]
+
+    def _ticket(self, subject: str, *, org: int, key_field: str | None = None, tags: tuple[str, ...] = ()) -> int:
+        from hub.stack import SANDBOX_ZENDESK_KEY_FIELD
+        from sandbox.zendesk import DEFAULT_AGENT_ID
+
+        update = self.zd.create_ticket(subject=subject, comment="It has been failing for our team since this morning.",
+                                       actor_id=DEFAULT_AGENT_ID, channel="web", organization_id=org, tags=tags,
+                                       custom_fields={SANDBOX_ZENDESK_KEY_FIELD: key_field} if key_field else None)
+        self.inputs["zendesk"] += 1  # one trigger-style webhook per change
+        return update.ticket.id
+
+    def _update_ticket(self, tid: int, **kw: Any) -> None:
+        from sandbox.zendesk import DEFAULT_AGENT_ID
+
+        self.zd.update_ticket(tid, actor_id=DEFAULT_AGENT_ID, channel="web", **kw)
+        self.inputs["zendesk"] += 1
+
+    def _sf(self, op: str, *args: Any, **kw: Any) -> Any:
+        """A Salesforce change by a sales rep; counts the change events it published on the bridge's channels."""
+        from connectors.salesforce.events import cdc_channel
+        from sandbox.salesforce import DEFAULT_PERSON_USER_ID
+
+        before = len(self.sf.cdc_events)
+        result = getattr(self.sf, op)(*args, user_id=DEFAULT_PERSON_USER_ID, **kw)
+        bridged = (cdc_channel("Opportunity"), cdc_channel("Feature_Request__c"))
+        for event in self.sf.cdc_events[before:]:
+            if event["channel"] in bridged:
+                self.inputs["salesforce"] += 1
+                self.last_replay[event["channel"]] = event["data"]["event"]["replayId"]
+        return result
+
+    def setup(self) -> None:
+        """The sales org's accounts: there before the load (their change events are not bridged)."""
+        from sandbox.salesforce import DEFAULT_PERSON_USER_ID
+
+        self.accounts = [self.sf.create("Account", {"Name": name}, user_id=DEFAULT_PERSON_USER_ID).id for name in MIXED_ORGS.values()]
+
+    async def open_stage(self) -> None:
+        """Issues are filed, customers write in, deals wait on them, the issues move to In Progress."""
+        from sandbox.salesforce import STAGES
+
+        rng = self.rng
+        open_stages = [s for s, (_, closed, _) in STAGES.items() if not closed]
+        # 1. issues filed in Jira: most are bugs and stories; one in eight is a Highest incident in OPS
+        for i in range(self.n_issues):
+            if i % 8 == 0:
+                issue = self.jira.create_issue("OPS", f"Checkout degraded in region {i % 7}", issue_type="Bug", priority="Highest",
+                                               description="Error rate above 5% since the last deploy.")
+                self.incidents.append(issue)
+                self.incident_ids.add(issue.id)
+            else:
+                issue = self.jira.create_issue(rng.choice(("SUP", "SUP", "OPS")), f"{rng.choice(('Export', 'Search', 'Login', 'Billing'))} "
+                                               f"problem {i}", issue_type=rng.choice(("Bug", "Story", "Task")),
+                                               priority=rng.choice(("Medium", "Medium", "High")), description="Reported by customers.")
+            self.issues.append(issue)
+        await self._send_jira()
+        # 2. customers write in, naming the issue in the key field, a tag or the subject; some name none
+        for issue in self.issues:
+            for _ in range(rng.choice((1, 2, 3)) if issue.id in self.incident_ids else rng.choice((0, 1, 1, 2, 2, 3))):
+                org, route = rng.choice(list(MIXED_ORGS)), rng.choice(("field", "field", "tag", "subject"))
+                if route == "field":
+                    tid = self._ticket("It does not work", org=org, key_field=issue.key)
+                elif route == "tag":
+                    tid = self._ticket("Still broken for us", org=org, tags=(f"jira_{issue.key.lower()}",))
+                else:
+                    tid = self._ticket(f"Problem again, support said {issue.key}", org=org)
+                self.tickets[tid] = issue.id
+            if rng.random() < 0.3:
+                self.stray.append(self._ticket("Question about our invoice", org=rng.choice(list(MIXED_ORGS))))
+        #    ... and sales reps record the deals that wait on the issues (not on incidents)
+        candidates = [i for i in self.issues if i.id not in self.incident_ids]
+        for issue in candidates:
+            if rng.random() >= 0.75:
+                continue
+            for _ in range(rng.choice((1, 1, 2))):
+                opp = self._sf("create", "Opportunity", {"Name": f"Deal for {issue.summary}", "Amount": rng.randrange(1000, 90000),
+                                                        "StageName": rng.choice(open_stages), "CloseDate": "2027-06-30",
+                                                        "AccountId": rng.choice(self.accounts),
+                                                        "CurrencyIsoCode": rng.choice(("USD", "USD", "EUR"))}).id
+                named = {issue.id: issue}
+                if rng.random() < 0.15:  # one deal waiting on two issues
+                    other = rng.choice(candidates)
+                    named.setdefault(other.id, other)
+                for target in named.values():
+                    if rng.random() < 0.8:
+                        self._sf("create", "Feature_Request__c", {"Name": "Customer request", "Opportunity__c": opp, "Jira_Key__c": target.key})
+                    else:  # named in the text only: the hub finds the key and writes the field itself
+                        self._sf("create", "Feature_Request__c", {"Name": f"Customers ask for {target.key}", "Opportunity__c": opp})
+                    self.deals.setdefault(opp, set()).add(target.id)
+        # 3. the day goes on: issue edits, customer replies, status changes, deals moving
+        for issue in self.issues:
+            if rng.random() < 0.3:
+                self.jira.update_issue(issue.id, summary=issue.summary + " (customers affected)")
+            elif issue.id not in self.incident_ids and rng.random() < 0.15:
+                self.jira.update_issue(issue.id, priority="High" if issue.priority == "Medium" else "Medium")
+        await self._send_jira()
+        for tid in list(self.tickets):
+            roll = rng.random()
+            if roll < 0.4:
+                self._update_ticket(tid, comment="Any news on this? Our users keep asking.")
+            elif roll < 0.55:
+                self._update_ticket(tid, status=rng.choice(("open", "pending")))
+        for tid in self.stray:  # an agent recognises an issue and tags the ticket (linked by an update)
+            if rng.random() < 0.5:
+                issue = rng.choice(self.issues)
+                self._update_ticket(tid, add_tags=[f"jira_{issue.key.lower()}"])
+                self.tickets[tid] = issue.id
+        for opp in list(self.deals):
+            roll = rng.random()
+            if roll < 0.3:
+                self._sf("update", "Opportunity", [opp], {"StageName": rng.choice(list(STAGES))})
+            elif roll < 0.5:
+                self._sf("update", "Opportunity", [opp], {"Amount": rng.randrange(500, 120000)})
+            elif roll < 0.55:
+                self._sf("delete", "Opportunity", opp)
+        # 4. engineering starts on most issues
+        for issue in self.issues:
+            if issue.id in self.incident_ids or rng.random() < 0.7:
+                self.jira.update_issue(issue.id, status="In Progress")
+                self.in_progress.add(issue.id)
+        await self._send_jira()
+
+    async def resolve_stage(self) -> None:
+        """About half the issues in progress are resolved with a fix version."""
+        for issue in self.issues:
+            if issue.id in self.in_progress and self.rng.random() < 0.6:
+                self.jira.update_issue(issue.id, status="Done", fix_versions=[MIXED_FIX_VERSION])
+                self.done.add(issue.id)
+        await self._send_jira()
+
+    async def ingested(self, timeout: float) -> None:
+        """Wait until every Zendesk webhook was answered and the CDC bridge took every change event."""
+        await self.zd.flush_webhooks()
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline and not all(
+                max((c.cursors.get(channel, 0) for c in self.sf.cometd_clients.values()), default=0) >= replay
+                for channel, replay in self.last_replay.items()):
+            await asyncio.sleep(0.05)
+
+    # --- what the hub must show ----------------------------------------------------------------------
+
+    def recompute_revenue(self, issue_id: str) -> dict[str, Any]:
+        """Revenue at stake straight from the fake's records: the open, undeleted opportunities whose
+        feature requests name the issue (the links the load made), one total per currency."""
+        from decimal import ROUND_HALF_UP, Decimal
+
+        cent = Decimal("0.01")
+        totals: dict[str, dict[str, Any]] = {}
+        for opp, issues in self.deals.items():
+            rec = self.sf.records["Opportunity"][opp]
+            if issue_id not in issues or rec.deleted_at_ms is not None or rec.values.get("IsClosed"):
+                continue
+            v = rec.values
+            amount = Decimal(str(v.get("Amount") or 0)).quantize(cent)
+            weighted = (amount * Decimal(str(v.get("Probability") or 0)) / 100).quantize(cent, ROUND_HALF_UP)
+            t = totals.setdefault(v.get("CurrencyIsoCode") or "USD", {"count": 0, "amount": Decimal(0), "weighted": Decimal(0)})
+            t["count"] += 1
+            t["amount"] += amount
+            t["weighted"] += weighted
+        return {c: {"count": t["count"], "amount": float(t["amount"]), "weighted": float(t["weighted"])} for c, t in sorted(totals.items())}
+
+    def effects(self, vendor_calls: VendorCalls, *, final: bool) -> dict[tuple, Any]:
+        """Every effect the load must have, by identity ``(kind, subject, wanted)``, with its check.
+
+        ``final=False``: what the open stage must show (issues at To Do or In Progress); ``True``:
+        the end state, after the resolutions.
+        """
+        from connectors.pagerduty.mapping import dedup_key
+        from hub.stack import SANDBOX_ZENDESK_STATUS_FIELD
+
+        jira, zd, sf = self.jira, self.zd, self.sf
+        by_id = {i.id: i for i in self.issues}
+        out: dict[tuple, Any] = {}
+
+        def status_of(iid: str) -> str:
+            return "Done" if final and iid in self.done else "In Progress" if iid in self.in_progress else "To Do"
+
+        def notes(tid: int) -> int:
+            return sum(1 for c in zd.ticket(tid).comments if not c.public and "Switchboard [ref" in c.body)
+
+        for tid, iid in self.tickets.items():
+            key = by_id[iid].key
+            out[("remote_link", tid)] = lambda tid=tid, iid=iid: any(
+                link["object"]["url"].endswith(f"/{tid}") for link in jira.issues[iid].remote_links)
+            wanted = f"{key}: {status_of(iid)}"
+            out[("ticket_status", tid, wanted)] = lambda tid=tid, wanted=wanted: \
+                zd.ticket(tid).custom_fields.get(SANDBOX_ZENDESK_STATUS_FIELD) == wanted
+            n_notes = (1 if iid in self.in_progress else 0) + (1 if final and iid in self.done else 0)
+            if n_notes:
+                resolved = final and iid in self.done
+                out[("internal_notes", tid, n_notes)] = lambda tid=tid, n=n_notes, resolved=resolved: \
+                    notes(tid) >= n and (not resolved or "jira_resolved" in zd.ticket(tid).tags)
+        for iid in sorted({i for issues in self.deals.values() for i in issues}):
+            wanted = self.recompute_revenue(iid)
+            out[("revenue", iid, json.dumps(wanted, sort_keys=True))] = lambda iid=iid, wanted=wanted: \
+                ((jira.issues[iid].properties.get("switchboard.revenue") or {}).get("totals") or {}) == wanted
+        for issue in self.incidents:
+            dedup = dedup_key(jira.site, issue.id)
+            out[("incident_paged", issue.id)] = lambda dedup=dedup: dedup in vendor_calls.paged
+            out[("incident_posted", issue.id)] = lambda dedup=dedup: dedup in vendor_calls.posted
+            if final and issue.id in self.done:
+                out[("incident_resolved", issue.id)] = lambda dedup=dedup: dedup in vendor_calls.resolved
+        if final:
+            for opp, issues in self.deals.items():
+                rec = sf.records["Opportunity"][opp]
+                if rec.deleted_at_ms is not None or rec.values.get("IsClosed"):
+                    continue  # closed or deleted when the issue was resolved: no Task
+                for iid in sorted(issues & self.done):
+                    prefix = f"{by_id[iid].key} is resolved"
+                    out[("task", opp, iid)] = lambda opp=opp, prefix=prefix: any(
+                        t.values.get("WhatId") == opp and (t.values.get("Subject") or "").startswith(prefix)
+                        for t in sf.records["Task"].values())
+        return out
+
+    def duplicates(self) -> dict[str, int]:
+        """Effects made more than once by the end: internal notes beyond one per transition, Tasks
+        beyond one per (opportunity, resolved issue)."""
+        by_id = {i.id: i for i in self.issues}
+        extra_notes = 0
+        for tid, iid in self.tickets.items():
+            wanted = (1 if iid in self.in_progress else 0) + (1 if iid in self.done else 0)
+            got = sum(1 for c in self.zd.ticket(tid).comments if not c.public and "Switchboard [ref" in c.body)
+            extra_notes += max(0, got - wanted)
+        seen: dict[tuple[str, str], int] = {}
+        for t in self.sf.records["Task"].values():
+            subject = t.values.get("Subject") or ""
+            for iid in self.done:
+                if subject.startswith(f"{by_id[iid].key} is resolved"):
+                    seen[(t.values.get("WhatId"), iid)] = seen.get((t.values.get("WhatId"), iid), 0) + 1
+        return {"internal_notes": extra_notes, "tasks": sum(c - 1 for c in seen.values() if c > 1)}
+
+
+class VendorCalls:
+    """The incident calls the fakes received, read incrementally (as :func:`wait_delivered` does)."""
+
+    def __init__(self, pagerduty: Any, slack: Any) -> None:
+        self.pagerduty, self.slack = pagerduty, slack
+        self.paged: set[str] = set()
+        self.posted: set[str] = set()
+        self.resolved: set[str] = set()
+        self._seen = {"pagerduty": 0, "slack": 0}
+
+    def refresh(self) -> None:
+        calls = self.pagerduty.calls
+        for call in calls[self._seen["pagerduty"]:]:
+            if (key := _pd_trigger_key(call)) is not None:
+                self.paged.add(key)
+            elif isinstance(call.body, dict) and call.body.get("event_action") == "resolve" and call.status == 202:
+                self.resolved.add(call.body.get("dedup_key"))
+        self._seen["pagerduty"] = len(calls)
+        calls = self.slack.calls
+        for call in calls[self._seen["slack"]:]:
+            if (key := _slack_post_key(call)) is not None:
+                self.posted.add(key)
+        self._seen["slack"] = len(calls)
+
+
+async def wait_effects(checks: dict[tuple, Any], vendor_calls: VendorCalls, timeout: float) -> dict[tuple, Any]:
+    """Poll until every check holds; returns those that never did within ``timeout``."""
+    pending = dict(checks)
+    deadline = time.perf_counter() + timeout
+    while True:
+        vendor_calls.refresh()
+        for ident, check in list(pending.items()):
+            if check():
+                del pending[ident]
+        if not pending or time.perf_counter() >= deadline:
+            return pending
+        await asyncio.sleep(0.2)
+
+
+def _call_name(vendor: str, call: Any) -> str:
+    """``vendor.method`` for the call tables: Slack's method, PagerDuty's event action, else the HTTP
+    method and the path with its record ids and API version replaced."""
+    import re
+
+    if vendor == "slack":
+        return f"slack.{call.path.rsplit('/', 1)[-1]}"
+    if vendor == "pagerduty":
+        return f"pagerduty.{call.body.get('event_action') if isinstance(call.body, dict) else call.path}"
+    parts = []
+    for seg in call.path.strip("/").split("/"):
+        if re.fullmatch(r"v?[0-9]+\.[0-9]+", seg):
+            seg = "{version}"
+        elif (re.fullmatch(r"[0-9]+(\.json)?", seg) and parts[-1:] != ["api"]) or \
+                (re.fullmatch(r"[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?", seg) and any(ch.isdigit() for ch in seg)):
+            seg = "{id}" + (".json" if seg.endswith(".json") else "")  # a record id, not Jira's API version
+        parts.append(seg)
+    return f"{vendor}.{call.method} /{'/'.join(parts)}"
+
+
+def _stop_bridge(bridge: Any) -> None:
+    """Stop the CDC bridge; one that does not exit within its grace period is killed."""
+    import signal
+    import subprocess
+
+    try:
+        bridge.stop()
+    except subprocess.TimeoutExpired:
+        os.killpg(bridge.proc.pid, signal.SIGKILL)
+        bridge.proc.wait(timeout=10)
+
+
+async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "auto", *, partitions: int = 4,
+                      settings: dict[str, str] | None = None, concurrency: int = 32, timeout: float | None = None) -> dict[str, Any]:
+    """The whole hub (incidents, support and sales) under a mixed load of about ``n`` input events.
+
+    Its own hub: receiver, worker and the Salesforce CDC bridge (``switchboard cdc salesforce``) as
+    child processes, with their own topic prefix and table stores, against all five fakes (TLS, rate
+    limits off). The load (:class:`MixedLoad`) runs in two stages: *open* (issues filed and edited,
+    tickets and deals naming them, issues to In Progress) and, once everything the open stage must
+    show is visible (so each stage's time to visible is measured on its own),
+    *resolve* (about half the issues in progress to Done). Effects are checked in the fakes against
+    a recomputation from the load's own bookkeeping; what never shows within ``timeout`` (per stage)
+    is counted as missing, never raised.
+    """
+    import psutil
+
+    from connectors.salesforce.events import cdc_channel
+    from hub.demo import CdcBridge
+    from hub.stack import (SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD, HubProcesses,
+                           free_port, hub_env, sandbox_env)
+    from sandbox.jira import DEFAULT_API_TOKEN as JIRA_TOKEN, DEFAULT_EMAIL as JIRA_EMAIL, JiraState
+    from sandbox.pagerduty import PagerDutyState
+    from sandbox.salesforce import DEFAULT_API_USER_ID as SF_HUB_USER, SalesforceState
+    from sandbox.server import start_sandbox
+    from sandbox.slack import SlackState
+    from sandbox.zendesk import DEFAULT_API_USER_ID as ZD_HUB_USER, ZendeskState
+
+    timeout = timeout if timeout is not None else max(180.0, n * 0.15)
+    port = free_port()
+    receiver = f"http://127.0.0.1:{port}"
+    sandbox = await start_sandbox(tls=True, states={
+        "slack": SlackState(tokens=[SLACK_TOKEN], channels={"C0INCIDENTS": "incidents"}),
+        "pagerduty": PagerDutyState(routing_keys=[PD_KEY]),
+        "jira": JiraState(webhook_target=f"{receiver}/webhooks/jira", webhook_secret=SECRET, webhooks_enabled=True),
+        "zendesk": ZendeskState(credentials={ZD_EMAIL: ZD_TOKEN}, organizations=MIXED_ORGS, webhooks_enabled=True,
+                                custom_field_ids=[SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD],
+                                webhook_target=f"{receiver}/webhooks/zendesk", webhook_secret=ZD_SECRET, webhook_style="trigger",
+                                jira_key_field_id=SANDBOX_ZENDESK_KEY_FIELD),
+        "salesforce": SalesforceState(clients={SF_CLIENT_ID: SF_SECRET}),
+    })
+    for state in sandbox.states.values():
+        state.rate_limits = False  # the phase measures the hub's work, not the vendors' pace
+    jira, zd, sf = sandbox.states["jira"], sandbox.states["zendesk"], sandbox.states["salesforce"]
+    jira.site = sandbox.urls["jira"]
+    env = hub_env(bootstrap=bootstrap, prefix=f"mixed{int(time.time())}{uuid.uuid4().hex[:4]}.", data_dir=run_dir / "data-mixed",
+                  receiver_port=port, slack_url=sandbox.urls["slack"], pagerduty_url=sandbox.urls["pagerduty"], jira_secret=SECRET,
+                  slack_token=SLACK_TOKEN, pagerduty_services={"ops": PD_KEY}, ca_file=sandbox.ca_file,
+                  extra=sandbox_env(sandbox.urls, jira_email=JIRA_EMAIL, jira_token=JIRA_TOKEN, zendesk_email=ZD_EMAIL,
+                                    zendesk_token=ZD_TOKEN, zendesk_secret=ZD_SECRET, zendesk_hub_user_id=ZD_HUB_USER)
+                  | {"SWITCHBOARD_KAFKA__PARTITIONS": str(partitions), "SWITCHBOARD_LOG_LEVEL": "WARNING",
+                     "SWITCHBOARD_EVENT_LOOP": event_loop, "SWITCHBOARD_SUPPORT__ENABLED": "true",
+                     "SWITCHBOARD_SALES__ENABLED": "true", "SWITCHBOARD_SALES__PROJECT_KEYS": '["OPS", "SUP"]',
+                     "SWITCHBOARD_SALESFORCE__INSTANCE_URL": sandbox.urls["salesforce"], "SWITCHBOARD_SALESFORCE__CLIENT_ID": SF_CLIENT_ID,
+                     "SWITCHBOARD_SALESFORCE__CLIENT_SECRET": SF_SECRET, "SWITCHBOARD_SALESFORCE__HUB_USER_ID": SF_HUB_USER,
+                     "SWITCHBOARD_SALESFORCE__MULTI_CURRENCY": "true"})
+    env.update(setting_env(settings or {}))
+    log_dir, pid_dir = run_dir / "logs" / "mixed", run_dir / "procs"
+    procs = HubProcesses(env=env, log_dir=log_dir, receiver_port=port, pid_dir=pid_dir)
+    bridge = CdcBridge(env, log_dir)
+    load = MixedLoad(jira, zd, sf, f"{receiver}/webhooks/jira", n, concurrency=concurrency)
+    vendor_calls = VendorCalls(sandbox.states["pagerduty"], sandbox.states["slack"])
+    peak: dict[str, float] = {}
+    stop = asyncio.Event()
+
+    def processes() -> dict[str, Any]:
+        return {**procs.procs, **({"cdc": bridge.proc} if bridge.proc is not None else {})}
+
+    def cpu() -> dict[str, float]:
+        out = {}
+        for role, proc in processes().items():
+            try:
+                t = psutil.Process(proc.pid).cpu_times()
+                out[role] = t.user + t.system
+            except psutil.Error:
+                pass
+        return out
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            for role, proc in processes().items():
+                try:
+                    peak[role] = max(peak.get(role, 0.0), psutil.Process(proc.pid).memory_info().rss / 2**20)
+                except psutil.Error:
+                    pass
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.create_task(sample_rss())
+    out: dict[str, Any] = {}
+    try:
+        await asyncio.to_thread(procs.start_receiver)
+        await asyncio.to_thread(procs.start_worker)
+        await asyncio.to_thread(bridge.start)
+        pid_dir.mkdir(parents=True, exist_ok=True)
+        (pid_dir / "cdc.pid").write_text(str(bridge.proc.pid))  # for the sweep of a killed run
+        channels = {cdc_channel("Opportunity"), cdc_channel("Feature_Request__c")}
+        deadline = time.perf_counter() + 60
+        while not any(channels <= set(c.cursors) for c in sf.cometd_clients.values()):
+            if time.perf_counter() > deadline or bridge.proc.poll() is not None:
+                raise RuntimeError(f"the CDC bridge did not subscribe; see {log_dir / 'cdc.log'}")
+            await asyncio.sleep(0.1)
+        load.setup()
+        stages: dict[str, dict[str, Any]] = {}
+        union: set[tuple] = set()
+        t0 = time.perf_counter()
+        cpu0 = cpu()
+        pending: dict[tuple, Any] = {}
+        for name, act in (("open", load.open_stage), ("resolve", load.resolve_stage)):
+            print(f"==> mixed: {name} stage", flush=True)
+            inputs0 = sum(load.inputs.values())
+            t_stage = time.perf_counter()
+            await act()
+            await load.ingested(timeout)
+            ingest_s = time.perf_counter() - t_stage
+            checks = load.effects(vendor_calls, final=name == "resolve")
+            union |= set(checks)
+            pending = await wait_effects(checks, vendor_calls, timeout)
+            span = time.perf_counter() - t_stage
+            stages[name] = {"input_events": sum(load.inputs.values()) - inputs0, "ingest_s": round(ingest_s, 2),
+                            "effects": len(checks), "missing": len(pending),
+                            "effects_visible_s": round(span, 2) if not pending else None}
+            print(f"==> mixed: {name} stage: {stages[name]['input_events']} input events in {ingest_s:.1f} s, "
+                  f"{len(checks) - len(pending)}/{len(checks)} effects visible after {span:.1f} s", flush=True)
+        elapsed = time.perf_counter() - t0
+        cpu1 = cpu()
+        inputs = sum(load.inputs.values())
+        by_method: dict[str, int] = {}
+        for vendor, state in sandbox.states.items():
+            for call in state.calls:
+                name = _call_name(vendor, call)
+                by_method[name] = by_method.get(name, 0) + 1
+        by_vendor: dict[str, int] = {}
+        for name, count in by_method.items():
+            by_vendor[name.split(".", 1)[0]] = by_vendor.get(name.split(".", 1)[0], 0) + count
+        missing_by_kind: dict[str, int] = {}
+        for ident in pending:
+            missing_by_kind[ident[0]] = missing_by_kind.get(ident[0], 0) + 1
+        expected_by_kind: dict[str, int] = {}
+        for ident in union:
+            expected_by_kind[ident[0]] = expected_by_kind.get(ident[0], 0) + 1
+        per_k = 1000 / inputs if inputs else 0.0
+        out = {
+            "input_events": {**load.inputs, "total": inputs},
+            "load": {"issues": len(load.issues), "incidents": len(load.incidents), "linked_tickets": len(load.tickets),
+                     "tickets": len(zd.tickets), "opportunities": len(load.deals), "in_progress": len(load.in_progress),
+                     "resolved": len(load.done), "partitions": partitions},
+            "webhook_errors": {"jira": load.jira_errors,
+                               "zendesk": sum(1 for s in (zd.sender.sent if zd.sender else []) if not (s.status and 200 <= s.status < 300))},
+            "ingest_s": round(sum(s["ingest_s"] for s in stages.values()), 2),
+            "ingest_per_s": round(inputs / sum(s["ingest_s"] for s in stages.values())) if inputs else None,
+            "effects": len(union), "effects_by_kind": dict(sorted(expected_by_kind.items())),
+            "missing": len(pending), "missing_by_kind": dict(sorted(missing_by_kind.items())),
+            "effects_visible_s": round(elapsed, 2) if not pending else None,
+            "effects_per_s": round(len(union) / elapsed, 1) if not pending else None,
+            "duplicates": load.duplicates(),
+            "stages": stages,
+            "vendor_calls": sum(by_vendor.values()),
+            "calls_per_1000_events": round(sum(by_vendor.values()) * per_k, 1),
+            "calls_per_1000_by_vendor": {v: round(c * per_k, 1) for v, c in sorted(by_vendor.items())},
+            "calls_per_1000_by_method": {m: round(c * per_k, 1) for m, c in sorted(by_method.items(), key=lambda kv: -kv[1])},
+            "cpu_ms_per_event": {role: round((cpu1[role] - cpu0.get(role, 0.0)) * 1000 / inputs, 2) for role in cpu1} if inputs else {},
+        }
+    finally:
+        stop.set()
+        await sampler
+        await asyncio.to_thread(_stop_bridge, bridge)
+        (pid_dir / "cdc.pid").unlink(missing_ok=True)
+        await asyncio.to_thread(procs.stop_all)
+        await zd.close()
+        # the fake holds the bridge's last long poll open for up to 110 s (as Salesforce does), and
+        # the server's shutdown would wait a minute for it: forgetting the client ends it now
+        sf.cometd_clients.clear()
+        await sandbox.stop()
+    out["rss_mb"] = {k: round(v, 1) for k, v in peak.items()}
+    return out
+
+
 def _own_cpu_s() -> float:
     """CPU seconds of this process: the load generator and the fakes (vendor calls are answered here)."""
     t = os.times()
@@ -534,14 +1081,8 @@ def _cpu_s(procs) -> dict[str, float]:
 
 async def run(events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int, workers: int = 1,
               event_loop: str = "auto", *, run_dir: Path, floor: int = 0, latency_rates: tuple[float, ...] = (),
-              settings: dict[str, str] | None = None) -> dict[str, Any]:
-    import psutil
-
+              settings: dict[str, str] | None = None, mixed: int = 0) -> dict[str, Any]:
     from hub.broker import LocalBroker, ensure_kafka_jars
-    from hub.stack import HubProcesses, free_port, hub_env
-    from sandbox.pagerduty import PagerDutyState
-    from sandbox.server import start_sandbox
-    from sandbox.slack import SlackState
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None
@@ -550,6 +1091,33 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         broker = LocalBroker(run_dir / "broker")
         await asyncio.to_thread(broker.start)
         bootstrap = broker.bootstrap
+    try:
+        report = await _incident_phases(bootstrap, events, rate, concurrency, rate_events, backlog, burst, workers, event_loop,
+                                        run_dir=run_dir, floor=floor, latency_rates=latency_rates, settings=settings)
+        report["setup"]["mixed"] = mixed
+        if mixed:
+            # after the incident phases, whose hub is stopped by now: the two hubs never share the cores
+            print(f"==> mixed: about {mixed} input events over Jira, Zendesk and Salesforce, with a hub of its own", flush=True)
+            report["mixed"] = await mixed_phase(bootstrap, mixed, run_dir, event_loop, partitions=report["setup"]["partitions"],
+                                                settings=settings, concurrency=concurrency)
+    finally:
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
+    return report
+
+
+async def _incident_phases(bootstrap: str, events: int, rate: float, concurrency: int, rate_events: int, backlog: int, burst: int,
+                           workers: int, event_loop: str, *, run_dir: Path, floor: int, latency_rates: tuple[float, ...],
+                           settings: dict[str, str] | None) -> dict[str, Any]:
+    """Every phase but the mixed one, on one hub (Jira incidents only); its processes and fakes are
+    stopped when it returns or fails."""
+    import psutil
+
+    from hub.stack import HubProcesses, free_port, hub_env
+    from sandbox.pagerduty import PagerDutyState
+    from sandbox.server import start_sandbox
+    from sandbox.slack import SlackState
+
     partitions = 4
     load = os.getloadavg()
     report: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
@@ -702,8 +1270,6 @@ async def run(events: int, rate: float, concurrency: int, rate_events: int, back
         await processed.stop()
         await asyncio.to_thread(procs.stop_all)
         await sandbox.stop()
-        if broker is not None:
-            await asyncio.to_thread(broker.stop)
     report["rss_mb"] = {k: round(v, 1) for k, v in peak.items()}
     base = report["baseline"]["produce_consume_per_s"]
     sat = report["saturation"]
@@ -754,6 +1320,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="updates to one issue within a second, for the coalescing figure (Slack allows about 50 chat.update a minute)")
     p.add_argument("--floor", type=int, default=20_000,
                    help="incidents for the stack's floor (hub.floor: the least work per incident with this stack, no faust; 0: skip)")
+    p.add_argument("--mixed", type=int, default=2000,
+                   help="input events of the mixed phase: Jira issues, Zendesk tickets and Salesforce deals naming them, "
+                        "on a hub with support and sales on (0: skip)")
     p.add_argument("--latency-rates", default="10,50,100",
                    help="comma-separated webhooks/s for the latency sweep, about 15 s each (empty: skip)")
     p.add_argument("--setting", action="append", default=[], metavar="SECTION.NAME=VALUE",
@@ -770,11 +1339,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if any(r <= 0 for r in latency_rates):
         p.error("--latency-rates must be positive")
+    if args.mixed < 0:
+        p.error("--mixed must be 0 (skip) or more")
     run_dir = RunDir(BENCH_DIR).start()
     try:
         report = asyncio.run(run(args.events, args.rate, args.concurrency, args.rate_events, args.backlog, args.burst, args.workers,
                                  args.event_loop, run_dir=run_dir.path, floor=args.floor,
-                                 latency_rates=latency_rates, settings=settings))
+                                 latency_rates=latency_rates, settings=settings, mixed=args.mixed))
     except BaseException as exc:
         run_dir.finish(keep=True, why=f"the run failed: {type(exc).__name__}; its logs are in logs/")
         raise

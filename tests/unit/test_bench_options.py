@@ -37,3 +37,10 @@ def test_the_command_line_refuses_bad_options_before_starting_anything(capsys: p
     with pytest.raises(SystemExit):
         main(["--latency-rates", "10,-5"])
     assert "positive" in capsys.readouterr().err
+
+
+def test_a_negative_mixed_load_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--mixed", "-1"])
+    assert exc.value.code == 2
+    assert "--mixed" in capsys.readouterr().err
