@@ -337,3 +337,76 @@ async def settle_mixed(check, *, timeout: float, quiet_s: float = 3.0, since: fl
         await asyncio.sleep(1.0)
     await asyncio.sleep(quiet_s)
     return check(), converged
+
+
+def visible_state(work: MixedWorkload, *, jira: Any, zd: Any, sf: Any, slack: Any, pagerduty: Any) -> dict[str, Any]:
+    """What people see of the workload in each tool (not the vendors' own bookkeeping, such as
+    modification times, which a write of the same values moves): compared before, during and after
+    a replay, where nothing may change."""
+    import copy
+
+    seen: dict[str, Any] = {}
+    for it in work.items:
+        if not it.key:
+            continue
+        issue = jira.find(it.issue_id)
+        seen[f"jira {it.key}"] = (sorted((l.get("globalId"), repr(l.get("object"))) for l in issue.remote_links),
+                                  copy.deepcopy(issue.properties))
+        for tid in it.tickets:
+            t = zd.ticket(tid)
+            seen[f"zendesk ticket {tid}"] = (dict(t.custom_fields), sorted(t.tags), [(c.body, c.public) for c in t.comments])
+        for fr in it.requests:
+            v = sf.records["Feature_Request__c"][fr].values
+            seen[f"salesforce {fr}"] = (v.get("Jira_Key__c"), v.get("Jira_Status__c"), v.get("Jira_Fix_Version__c"))
+    seen["salesforce tasks"] = sorted((t.values.get("WhatId"), t.values.get("Subject")) for t in sf.records["Task"].values())
+    seen["slack"] = sorted((cid, ts, m.text, len(m.replies)) for cid, msgs in slack.messages.items() for ts, m in msgs.items())
+    seen["pagerduty"] = sorted((i.dedup_key, i.status) for i in pagerduty.incidents)
+    return seen
+
+
+def changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The entries of ``now`` that differ from ``before`` (what a person would see change)."""
+    return [f"{k}: {before.get(k)!r:.200} -> {now.get(k)!r:.200}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+
+
+def shown_values(*, jira: Any, zd: Any, sf: Any) -> dict[str, Any]:
+    """The values people see, by the ids the hub writes to (for :func:`write_changes`)."""
+    import copy
+
+    return {
+        "jira": {ref: (copy.deepcopy(i.properties), {l.get("globalId"): copy.deepcopy(l.get("object")) for l in i.remote_links})
+                 for i in jira.issues.values() for ref in (i.id, i.key)},  # the hub names an issue by id or key
+        "zendesk": {t.id: (dict(t.custom_fields), set(t.tags)) for t in zd.tickets.values()},
+        "salesforce": {rid[:15]: dict(r.values) for rid, r in sf.records["Feature_Request__c"].items()},
+    }
+
+
+_JIRA_PROPERTY = re.compile(r"/rest/api/\d+/issue/([^/]+)/properties/([^/]+)$")
+_JIRA_LINK = re.compile(r"/rest/api/\d+/issue/([^/]+)/remotelink$")
+_ZD_TICKET = re.compile(r"/api/v2/tickets/(\d+)\.json$")
+_SF_RECORD = re.compile(r"/sobjects/[A-Za-z_]+/([A-Za-z0-9]{15,18})$")
+
+
+def write_changes(vendor: str, call: Any, shown: dict[str, Any]) -> str | None:
+    """What a write sets that differs from what was shown before it (``None``: it sets the same
+    values again). A write that changes something, even for a moment, is an effect."""
+    body = call.body if isinstance(call.body, dict) else {}
+    if vendor == "jira":
+        if m := _JIRA_PROPERTY.search(call.path):
+            props = shown["jira"].get(m.group(1), ({}, {}))[0]
+            return None if props.get(m.group(2)) == body else f"{m.group(2)} on {m.group(1)}"
+        if m := _JIRA_LINK.search(call.path):
+            links = shown["jira"].get(m.group(1), ({}, {}))[1]
+            return None if links.get(body.get("globalId")) == body.get("object") else f"remote link {body.get('globalId')}"
+    elif vendor == "zendesk" and (m := _ZD_TICKET.search(call.path)):
+        fields, tags = shown["zendesk"].get(int(m.group(1)), ({}, set()))
+        t = body.get("ticket") or {}
+        differs = [f["id"] for f in t.get("custom_fields") or [] if fields.get(int(f["id"])) != f.get("value")]
+        differs += [tag for tag in t.get("additional_tags") or [] if tag not in tags]
+        differs += [tag for tag in t.get("remove_tags") or [] if tag in tags]
+        return f"ticket {m.group(1)}: {differs}" if differs else None
+    elif vendor == "salesforce" and call.method == "PATCH" and (m := _SF_RECORD.search(call.path)):
+        values = shown["salesforce"].get(m.group(1)[:15], {})
+        differs = [k for k, v in body.items() if values.get(k) != v]
+        return f"{m.group(1)}: {differs}" if differs else None
+    return f"{call.method} {call.path}"  # a write this check does not know: counted as a change
