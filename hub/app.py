@@ -128,6 +128,7 @@ def run_closers(hub: Hub, loop: Any, timeout_s: float = 5.0) -> None:
 def build_app(settings: Settings, routing: Any | None = None) -> Hub:
     from hub.registry import register_all
     from hub.routing import load_routing
+    from hub.store import store_url
 
     if routing is None:
         routing = load_routing(settings.routing_file)
@@ -136,7 +137,7 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
     app = faust.App(
         f"{k.topic_prefix}{settings.app_id}",
         broker=_broker_url(k.bootstrap_servers),
-        store=settings.store,
+        store=store_url(settings.store),
         datadir=str(settings.data_dir),
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,

@@ -227,12 +227,14 @@ class Settings(BaseSettings):
     routing_reload_s: float = Field(5.0, ge=0)
     #: faust table store: "rocksdb://" (rocksdict, durable local cache) or "memory://"
     store: str = "rocksdb://"
-    #: RocksDB memtable size per table partition, in MB (two at most per partition). faust's default,
-    #: 64 MB × 3 for each of the worker's 20-odd table partitions, let a worker grow past 290 MB on a
-    #: 100,000-incident backlog; small values flush to disk more often, which costs a little CPU
-    store_write_buffer_mb: int = Field(1, ge=1, le=256)
-    #: RocksDB block cache per table partition, in MB (faust's default: 2 GB each)
-    store_block_cache_mb: int = Field(1, ge=1, le=4096)
+    #: RocksDB memtable size per table partition, in MB (two at most per partition; fractions allowed).
+    #: faust's default, 64 MB × 3 for each of the worker's table partitions, let a worker grow past
+    #: 290 MB on a 100,000-incident backlog; small values flush to disk more often, which costs a
+    #: little CPU
+    store_write_buffer_mb: float = Field(0.25, ge=0.0625, le=256)
+    #: RocksDB block cache in MB, one for all the worker's table partitions (faust's default: 2 GB for
+    #: each partition; see hub/store.py)
+    store_block_cache_mb: int = Field(8, ge=1, le=4096)
     #: faust's own web server port for the worker (0: disabled)
     worker_web_port: int = 0
     log_level: str = "INFO"

@@ -101,7 +101,7 @@ def store_options(settings: Any) -> dict[str, Any] | None:
     if not settings.store.startswith("rocksdb"):
         return None
     mb = 1024 * 1024
-    return {"write_buffer_size": settings.store_write_buffer_mb * mb, "max_write_buffer_number": 2,
+    return {"write_buffer_size": int(settings.store_write_buffer_mb * mb), "max_write_buffer_number": 2,
             "block_cache_size": settings.store_block_cache_mb * mb}
 
 
