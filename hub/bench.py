@@ -37,7 +37,8 @@ limits off, and the hub's receiver and worker as child processes. What it prints
   open deal of a resolved issue), how many are ``missing`` after a generous wait, and the time until
   all were visible (``effects_visible_s``, ``effects_per_s``, per stage in ``stages``); effects made
   twice (``duplicates``); ``calls_per_1000_events`` (by vendor and by method); the mixed hub's
-  ``cpu_ms_per_event`` (receiver, worker, cdc) and peak ``rss_mb``.
+  ``cpu_ms_per_event`` (receiver, worker, cdc), peak ``rss_mb`` and ``rss_mb_at_rest`` (started, before
+  any load: the footprint of the stack's libraries and the hub's tables, before what the load adds).
 
 ``--setting section.name=value`` runs the hub with a setting changed (recorded under ``setup``): the
 way to compare two values of a setting, run after run. Any ``SWITCHBOARD_*`` variable of the calling
@@ -964,6 +965,7 @@ async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "
 
     sampler = asyncio.create_task(sample_rss())
     out: dict[str, Any] = {}
+    at_rest: dict[str, float] = {}
     try:
         await asyncio.to_thread(procs.start_receiver)
         await asyncio.to_thread(procs.start_worker)
@@ -976,6 +978,12 @@ async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "
             if time.perf_counter() > deadline or bridge.proc.poll() is not None:
                 raise RuntimeError(f"the CDC bridge did not subscribe; see {log_dir / 'cdc.log'}")
             await asyncio.sleep(0.1)
+        # every process started and subscribed, no load yet: the stack's own footprint
+        for role, proc in processes().items():
+            try:
+                at_rest[role] = round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)
+            except psutil.Error:
+                pass
         load.setup()
         stages: dict[str, dict[str, Any]] = {}
         union: set[tuple] = set()
@@ -1049,6 +1057,7 @@ async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "
         sf.cometd_clients.clear()
         await sandbox.stop()
     out["rss_mb"] = {k: round(v, 1) for k, v in peak.items()}
+    out["rss_mb_at_rest"] = at_rest
     return out
 
 

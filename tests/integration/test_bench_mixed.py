@@ -38,6 +38,9 @@ async def test_a_small_mixed_load_shows_every_effect_and_reports_its_figures(kaf
     assert round(sum(report["calls_per_1000_by_vendor"].values()), 0) == round(report["calls_per_1000_events"], 0)
     assert report["cpu_ms_per_event"]["worker"] > 0
     assert {"receiver", "worker", "cdc"} <= set(report["rss_mb"])
+    # at rest (started, before the load) each process is no larger than at its peak
+    assert {"receiver", "worker", "cdc"} <= set(report["rss_mb_at_rest"])
+    assert all(0 < report["rss_mb_at_rest"][role] <= report["rss_mb"][role] for role in ("receiver", "worker", "cdc"))
 
     # the hub's processes are gone, and nothing secret reached the report
     assert not list((tmp_path / "procs").glob("*.pid"))
