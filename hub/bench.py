@@ -719,22 +719,7 @@ class MixedLoad:
     def recompute_revenue(self, issue_id: str) -> dict[str, Any]:
         """Revenue at stake straight from the fake's records: the open, undeleted opportunities whose
         feature requests name the issue (the links the load made), one total per currency."""
-        from decimal import ROUND_HALF_UP, Decimal
-
-        cent = Decimal("0.01")
-        totals: dict[str, dict[str, Any]] = {}
-        for opp, issues in self.deals.items():
-            rec = self.sf.records["Opportunity"][opp]
-            if issue_id not in issues or rec.deleted_at_ms is not None or rec.values.get("IsClosed"):
-                continue
-            v = rec.values
-            amount = Decimal(str(v.get("Amount") or 0)).quantize(cent)
-            weighted = (amount * Decimal(str(v.get("Probability") or 0)) / 100).quantize(cent, ROUND_HALF_UP)
-            t = totals.setdefault(v.get("CurrencyIsoCode") or "USD", {"count": 0, "amount": Decimal(0), "weighted": Decimal(0)})
-            t["count"] += 1
-            t["amount"] += amount
-            t["weighted"] += weighted
-        return {c: {"count": t["count"], "amount": float(t["amount"]), "weighted": float(t["weighted"])} for c, t in sorted(totals.items())}
+        return self.sf.revenue_at_stake(opp for opp, issues in self.deals.items() if issue_id in issues)
 
     def effects(self, vendor_calls: VendorCalls, *, final: bool) -> dict[tuple, Any]:
         """Every effect the load must have, by identity ``(kind, subject, wanted)``, with its check.
@@ -944,16 +929,6 @@ async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "
     def processes() -> dict[str, Any]:
         return {**procs.procs, **({"cdc": bridge.proc} if bridge.proc is not None else {})}
 
-    def cpu() -> dict[str, float]:
-        out = {}
-        for role, proc in processes().items():
-            try:
-                t = psutil.Process(proc.pid).cpu_times()
-                out[role] = t.user + t.system
-            except psutil.Error:
-                pass
-        return out
-
     async def sample_rss() -> None:
         while not stop.is_set():
             for role, proc in processes().items():
@@ -988,7 +963,7 @@ async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "
         stages: dict[str, dict[str, Any]] = {}
         union: set[tuple] = set()
         t0 = time.perf_counter()
-        cpu0 = cpu()
+        cpu0 = _cpu_s(processes())
         pending: dict[tuple, Any] = {}
         for name, act in (("open", load.open_stage), ("resolve", load.resolve_stage)):
             print(f"==> mixed: {name} stage", flush=True)
@@ -1007,7 +982,7 @@ async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "
             print(f"==> mixed: {name} stage: {stages[name]['input_events']} input events in {ingest_s:.1f} s, "
                   f"{len(checks) - len(pending)}/{len(checks)} effects visible after {span:.1f} s", flush=True)
         elapsed = time.perf_counter() - t0
-        cpu1 = cpu()
+        cpu1 = _cpu_s(processes())
         inputs = sum(load.inputs.values())
         by_method: dict[str, int] = {}
         for vendor, state in sandbox.states.items():
@@ -1075,11 +1050,12 @@ def _machine_busy_s() -> float:
     return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
-def _cpu_s(procs) -> dict[str, float]:
+def _cpu_s(procs: Any) -> dict[str, float]:
+    """CPU seconds so far of each process: ``procs`` maps roles to processes (or is a HubProcesses)."""
     import psutil
 
     out = {}
-    for role, proc in procs.procs.items():
+    for role, proc in (getattr(procs, "procs", procs)).items():
         try:
             t = psutil.Process(proc.pid).cpu_times()
             out[role] = t.user + t.system

@@ -589,6 +589,29 @@ class SalesforceState(SandboxState):
             out[name] = _rest_value(OBJECTS[record.sobject][name], record.values[name])
         return out
 
+    def revenue_at_stake(self, opportunity_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """What an issue asked for by these opportunities should show as revenue at stake, straight
+        from this org's records (the tests' and the bench's yardstick, not the hub's code): the open,
+        undeleted ones, one total per currency (count, amount, probability-weighted amount, cents
+        rounded half up)."""
+        from decimal import ROUND_HALF_UP, Decimal
+
+        cent = Decimal("0.01")
+        totals: dict[str, dict[str, Any]] = {}
+        for oid in set(opportunity_ids):
+            rec = self.records["Opportunity"].get(oid)
+            if rec is None or rec.deleted_at_ms is not None or rec.values.get("IsClosed"):
+                continue
+            v = rec.values
+            amount = Decimal(str(v.get("Amount") or 0)).quantize(cent)
+            weighted = (amount * Decimal(str(v.get("Probability") or 0)) / 100).quantize(cent, ROUND_HALF_UP)
+            t = totals.setdefault(v.get("CurrencyIsoCode") or "USD", {"count": 0, "amount": Decimal(0), "weighted": Decimal(0)})
+            t["count"] += 1
+            t["amount"] += amount
+            t["weighted"] += weighted
+        return {c: {"count": t["count"], "amount": float(t["amount"]), "weighted": float(t["weighted"])}
+                for c, t in sorted(totals.items())}
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "records": {name: {rid: self.record_json(r, "62.0") for rid, r in records.items()}

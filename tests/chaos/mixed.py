@@ -35,16 +35,15 @@ import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from hub.stack import SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD
+from tests.chaos.harness import Audit
 
 FIX_VERSION = "9.1"
 PUBLIC_CHANNELS = ("C0INCIDENTS", "C0GENERAL")
 _STATUS_RANK = {"To Do": 0, "In Progress": 1, "Done": 2}
 _REF = re.compile(r"\[ref ([^\]]+)\]")
-CENT = Decimal("0.01")
 
 
 @dataclass
@@ -154,23 +153,10 @@ async def play(work: MixedWorkload, jira: Any, zd: Any, sf: Any, *, wave: int = 
 
 
 def recompute(sf: Any, key: str) -> dict[str, dict[str, float]]:
-    """Revenue at stake on ``key`` straight from the fake's records (open, undeleted opportunities
-    an undeleted feature request naming the key links to), per currency."""
-    opp_ids = {fr.values.get("Opportunity__c") for fr in sf.records["Feature_Request__c"].values()
-               if fr.deleted_at_ms is None and fr.values.get("Jira_Key__c") == key}
-    totals: dict[str, dict[str, Any]] = {}
-    for oid in opp_ids:
-        rec = sf.records["Opportunity"].get(oid)
-        if rec is None or rec.deleted_at_ms is not None or rec.values.get("IsClosed"):
-            continue
-        v = rec.values
-        amount = Decimal(str(v.get("Amount") or 0)).quantize(CENT)
-        weighted = (amount * Decimal(str(v.get("Probability") or 0)) / 100).quantize(CENT, ROUND_HALF_UP)
-        t = totals.setdefault(v.get("CurrencyIsoCode") or "USD", {"count": 0, "amount": Decimal(0), "weighted": Decimal(0)})
-        t["count"] += 1
-        t["amount"] += amount
-        t["weighted"] += weighted
-    return {c: {"count": t["count"], "amount": float(t["amount"]), "weighted": float(t["weighted"])} for c, t in sorted(totals.items())}
+    """Revenue at stake on ``key`` straight from the fake's records: the opportunities an undeleted
+    feature request naming the key links to (see ``SalesforceState.revenue_at_stake``)."""
+    return sf.revenue_at_stake(fr.values.get("Opportunity__c") for fr in sf.records["Feature_Request__c"].values()
+                               if fr.deleted_at_ms is None and fr.values.get("Jira_Key__c") == key)
 
 
 @dataclass
@@ -181,21 +167,17 @@ class MixedCounts:
     leaks: int = 0
 
     def total(self) -> int:
-        return self.lost + self.duplicates + self.order_violations + self.leaks
+        return sum(self.as_dict().values())
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
 @dataclass
-class MixedAudit:
-    counts: MixedCounts
-    examples: dict[str, list[str]]
-    lost_by_kind: dict[str, int]
+class MixedAudit(Audit):
+    """The incident audit's shape (``counts``, ``examples``, ``clean``) with these counters."""
 
-    @property
-    def clean(self) -> bool:
-        return self.counts.total() == 0
+    lost_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 def _status_writes(zd: Any) -> dict[int, list[str]]:
@@ -319,24 +301,7 @@ def audit_mixed(work: MixedWorkload, *, jira: Any, zd: Any, sf: Any, slack: Any,
             if mark in blob or (vendor == "slack" and key in blob):
                 c.leaks += 1
                 note("leaks", f"{key} reached {vendor} ({call.method} {call.path})")
-    return MixedAudit(c, dict(ex), dict(lost))
-
-
-async def settle_mixed(check, *, timeout: float, quiet_s: float = 3.0, since: float | None = None):
-    """Wait until nothing is lost (or ``timeout``), then ``quiet_s`` for late duplicates; return the
-    final audit and the seconds from ``since`` (``time.monotonic()``) to zero lost, or ``None``."""
-    import time
-
-    began = time.monotonic()
-    since = began if since is None else since
-    converged = None
-    while time.monotonic() - began < timeout:
-        if check().counts.lost == 0:
-            converged = time.monotonic() - since
-            break
-        await asyncio.sleep(1.0)
-    await asyncio.sleep(quiet_s)
-    return check(), converged
+    return MixedAudit(c, dict(ex), lost_by_kind=dict(lost))
 
 
 def visible_state(work: MixedWorkload, *, jira: Any, zd: Any, sf: Any, slack: Any, pagerduty: Any) -> dict[str, Any]:

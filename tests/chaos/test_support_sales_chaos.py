@@ -27,7 +27,8 @@ from hub.demo import CdcBridge
 from hub.stack import (SANDBOX_ZENDESK_KEY_FIELD, SANDBOX_ZENDESK_LINKS_FIELD, SANDBOX_ZENDESK_STATUS_FIELD, HubProcesses,
                        free_port, hub_env, sandbox_env)
 from tests.chaos.conftest import assert_clean
-from tests.chaos.mixed import MixedWorkload, audit_mixed, changed, play, settle_mixed, shown_values, visible_state, write_changes
+from tests.chaos.harness import settle
+from tests.chaos.mixed import MixedWorkload, audit_mixed, changed, play, shown_values, visible_state, write_changes
 from tests.integration.conftest import CHANNELS, JIRA_SECRET, PD_KEY, SLACK_TOKEN, eventually, reset_group_to_start
 
 pytestmark = pytest.mark.integration
@@ -203,7 +204,7 @@ async def test_support_and_sales_under_worker_sigkill_then_replay(mixed_stack, c
         restarts.append(time.monotonic() - t)
         fault_end = time.monotonic()
     await playing
-    result, converged = await settle_mixed(lambda: st.audit(work), timeout=240 + size * 2, since=fault_end)
+    result, converged = await settle(lambda: st.audit(work), timeout=240 + size * 2, since=fault_end)
     # the hub may still be finishing late work (an action parked on a retry tier while the worker
     # was killed): wait until no vendor has been written to for a while before the replay starts
     idle_s = await st.vendors_quiet(quiet_s=5.0 if size < 100 else 40.0, timeout=120.0)

@@ -14,6 +14,7 @@ import schemas
 from connectors.salesforce.events import cdc_envelope, is_id, to_18
 from connectors.salesforce.mapping import to_sales_events
 from sandbox import start_sandbox
+from sandbox import salesforce as sf_fake
 from sandbox.salesforce import SalesforceState, create_app, parse_soql
 
 CID, SECRET, REFRESH = "3MVG9switchboard", "consumer-secret", "5Aep-refresh"
@@ -569,3 +570,20 @@ async def test_state_reset_and_start_sandbox(client, auth, state, unused_tcp_por
 def test_ids_carry_the_case_checksum(state):
     ids = [state.new_id("006") for _ in range(70)]
     assert all(to_18(i[:15]) == i for i in ids) and ids == sorted(ids) and len(set(ids)) == 70
+
+
+def test_revenue_at_stake_counts_open_undeleted_opportunities_per_currency():
+    """The yardstick the bench and the chaos suite hold the hub's revenue view to."""
+    sf = SalesforceState()
+    acct = sf.create("Account", {"Name": "Acme"}, user_id=sf_fake.DEFAULT_PERSON_USER_ID).id
+
+    def opp(amount, stage, currency="USD"):
+        return sf.create("Opportunity", {"Name": "Deal", "Amount": amount, "StageName": stage, "CloseDate": "2027-06-30",
+                                         "AccountId": acct, "CurrencyIsoCode": currency}, user_id=sf_fake.DEFAULT_PERSON_USER_ID).id
+
+    a, b, c = opp(1000, "Prospecting"), opp(2001, "Needs Analysis", "EUR"), opp(5000, "Closed Lost")
+    d = opp(700, "Prospecting")
+    sf.delete("Opportunity", d, user_id=sf_fake.DEFAULT_PERSON_USER_ID)
+    assert sf.revenue_at_stake([a, b, c, d, a]) == {"EUR": {"count": 1, "amount": 2001.0, "weighted": 400.2},
+                                                    "USD": {"count": 1, "amount": 1000.0, "weighted": 100.0}}
+    assert sf.revenue_at_stake([]) == {} and sf.revenue_at_stake(["006000000000000AAA"]) == {}
