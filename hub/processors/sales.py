@@ -128,6 +128,14 @@ def _applied(st: dict[str, Any], occurred: int, event_id: str) -> None:
     st["last_event_ids"] = (same + [event_id])[-MAX_SEEN:]
 
 
+def _next_seq(st: dict[str, Any]) -> int:
+    """A side's own message counter (kept in its state, so it only grows across restarts): the
+    receiving side applies a word only when it is newer than the last one it applied from this
+    sender (:func:`_newer_word`), so a replay of a topic from offset 0 never brings back older facts."""
+    st["seq"] = st.get("seq", 0) + 1
+    return st["seq"]
+
+
 def _newer_word(seen: dict[str, int], sender: str, seq: Any) -> bool:
     """Whether a message numbered ``seq`` by ``sender`` is newer than the last one applied from it
     (and note it). Messages without a number (written before numbering) always apply."""
@@ -144,7 +152,8 @@ def _newer_word(seen: dict[str, int], sender: str, seq: Any) -> bool:
 
 def new_feature_request_state(fr_id: str) -> dict[str, Any]:
     return {"fr_id": fr_id, "record": {}, "deleted": False, "keys": {}, "issues": {}, "told": {"opportunity_id": None, "issues": []},
-            "key_field_managed": False, "hub_key_value": "", "version": 0, "digest": "", "last_occurred_ms": 0}
+            "key_field_managed": False, "hub_key_value": "", "version": 0, "digest": "", "last_occurred_ms": 0,
+            "issue_seq": {}, "linked_at": {}}
 
 
 def _copy_fr(state: dict[str, Any]) -> dict[str, Any]:
@@ -220,8 +229,6 @@ def on_feature_request_message(cfg: SalesConfig, state: dict[str, Any] | None, m
     st = _copy_fr(state) if state else new_feature_request_state(fid)
     iid = str(msg["issue_id"])
     cause = msg.get("cause_event_id") or ""
-    st.setdefault("issue_seq", {})
-    st.setdefault("linked_at", {})
     if not _newer_word(st["issue_seq"], iid, msg.get("seq")):
         return st, []  # an older word of the issue (a replay re-reads it) changes nothing
     if msg["op"] == "unlinked":
@@ -243,19 +250,15 @@ def _tell_opportunity(st: dict[str, Any], cause: str) -> Out:
     told = st["told"]
     out: Out = []
 
-    def seq() -> int:  # the request's own counter: the opportunity ignores older fr_issues (a replay)
-        st["seq"] = st.get("seq", 0) + 1
-        return st["seq"]
-
     if told["opportunity_id"] and told["opportunity_id"] != opp and told["issues"]:
         out.append(("sales.by_opportunity", told["opportunity_id"], _msg("fr_issues", opportunity_id=told["opportunity_id"],
-                                                                          feature_request_id=st["fr_id"], issues={}, seq=seq(),
+                                                                          feature_request_id=st["fr_id"], issues={}, seq=_next_seq(st),
                                                                           cause_event_id=cause)))
     if opp and (opp != told["opportunity_id"] or issues != told["issues"]):
         linked_at = st.get("linked_at") or {}
         out.append(("sales.by_opportunity", opp, _msg("fr_issues", opportunity_id=opp, feature_request_id=st["fr_id"],
                                                       issues={i: {**st["issues"][i], "linked_at_ms": linked_at.get(i)} for i in issues},
-                                                      seq=seq(), cause_event_id=cause)))
+                                                      seq=_next_seq(st), cause_event_id=cause)))
     st["told"] = {"opportunity_id": opp, "issues": issues if opp else []}
     return out
 
@@ -304,7 +307,7 @@ def _salesforce_action(st: dict[str, Any], sobject: str, record_id: str, fields:
 
 def new_opportunity_state(opp_id: str) -> dict[str, Any]:
     return {"opp_id": opp_id, "record": {}, "deleted": False, "frs": {}, "fr_seq": {}, "issues": {}, "sent": {"digest": "", "issues": []},
-            "tasks": [], "version": 0, "digest": "", "last_occurred_ms": 0}
+            "tasks": [], "version": 0, "digest": "", "last_occurred_ms": 0, "issue_seq": {}}
 
 
 def _copy_opp(state: dict[str, Any]) -> dict[str, Any]:
@@ -365,11 +368,8 @@ def on_opportunity_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: 
     if msg["op"] == "fr_issues":
         fid = str(msg["feature_request_id"])
         issues = msg.get("issues") or {}
-        seq, applied = msg.get("seq"), st["fr_seq"].get(fid)
-        if isinstance(seq, int) and applied is not None and seq <= applied:
+        if not _newer_word(st["fr_seq"], fid, msg.get("seq")):
             return st, []  # an older word of this request (a replay re-reads it) changes nothing
-        if isinstance(seq, int):
-            st["fr_seq"][fid] = seq
         if issues:
             st["frs"][fid] = sorted(issues)
         else:
@@ -391,7 +391,6 @@ def on_opportunity_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: 
                 del st["issues"][iid]
     elif msg["op"] == "issue_update":
         iid = str(msg["issue_id"])
-        st.setdefault("issue_seq", {})
         entry = st["issues"].get(iid)
         if entry is not None and _newer_word(st["issue_seq"], iid, msg.get("seq")):
             entry["facts"] = msg.get("issue") or {}
@@ -433,17 +432,13 @@ def _sync_issues(cfg: SalesConfig, st: dict[str, Any], cause: str) -> Out:
     before = set(st["sent"]["issues"])
     out: Out = []
 
-    def seq() -> int:
-        st["seq"] = st.get("seq", 0) + 1
-        return st["seq"]
-
     for iid in linked:
         if iid not in before or digest != st["sent"]["digest"]:
             out.append(("sales.by_issue", iid, _msg("opportunity", issue_id=iid, opportunity_id=st["opp_id"], linked=True,
-                                                    opportunity=facts, seq=seq(), cause_event_id=cause)))
+                                                    opportunity=facts, seq=_next_seq(st), cause_event_id=cause)))
     for iid in sorted(before - set(linked)):
         out.append(("sales.by_issue", iid, _msg("opportunity", issue_id=iid, opportunity_id=st["opp_id"], linked=False,
-                                                seq=seq(), cause_event_id=cause)))
+                                                seq=_next_seq(st), cause_event_id=cause)))
     st["sent"] = {"digest": digest, "issues": linked}
     return out
 
@@ -521,20 +516,12 @@ def on_tracker_event(cfg: SalesConfig, state: dict[str, Any] | None, event: dict
     if facts != before:
         for fid in sorted(st["frs"]):
             out.append(("sales.by_feature_request", fid, _msg("issue_update", feature_request_id=fid, issue_id=iid, issue=facts,
-                                                              seq=_issue_seq(st), cause_event_id=event["event_id"])))
+                                                              seq=_next_seq(st), cause_event_id=event["event_id"])))
         for oid in sorted(st["opps"]):
             out.append(("sales.by_opportunity", oid, _msg("issue_update", opportunity_id=oid, issue_id=iid, issue=facts,
-                                                          seq=_issue_seq(st), cause_event_id=event["event_id"])))
+                                                          seq=_next_seq(st), cause_event_id=event["event_id"])))
     out.extend(_jira_action(cfg, st, event["event_id"]))
     return st, out
-
-
-def _issue_seq(st: dict[str, Any]) -> int:
-    """The issue side's own counter (kept in its state, so it only grows across restarts): its
-    feature requests and opportunities apply a word of the issue only when it is newer than the last
-    one they applied, so a replay of their topics from offset 0 never brings back older facts."""
-    st["seq"] = st.get("seq", 0) + 1
-    return st["seq"]
 
 
 def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[str, Any]) -> tuple[dict[str, Any], Out]:
@@ -549,7 +536,7 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
         f = st["frs"].setdefault(fid, {"routes": []})
         if not f["routes"]:
             out.append(("sales.by_feature_request", fid, _msg("linked", feature_request_id=fid, issue_id=iid, issue=issue_facts(st),
-                                                              linked_at_ms=msg.get("at_ms"), seq=_issue_seq(st), cause_event_id=cause)))
+                                                              linked_at_ms=msg.get("at_ms"), seq=_next_seq(st), cause_event_id=cause)))
         f["routes"] = sorted(set(f["routes"]) | {msg.get("route") or "explicit"})
     elif op == "sales_unlink":
         fid = str(msg["feature_request_id"])
@@ -558,19 +545,17 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
             f["routes"] = [r for r in f["routes"] if r != msg.get("route")]
             if not f["routes"]:
                 del st["frs"][fid]
-                out.append(("sales.by_feature_request", fid, _msg("unlinked", feature_request_id=fid, issue_id=iid, seq=_issue_seq(st),
+                out.append(("sales.by_feature_request", fid, _msg("unlinked", feature_request_id=fid, issue_id=iid, seq=_next_seq(st),
                                                                   cause_event_id=cause)))
     elif op == "opportunity":
         oid = str(msg["opportunity_id"])
-        seq, applied = msg.get("seq"), st["opp_seq"].get(oid)
-        if isinstance(seq, int) and applied is not None and seq <= applied:
+        # kept after an unlink too, so a replayed older link stays ignored
+        if not _newer_word(st["opp_seq"], oid, msg.get("seq")):
             return st, out  # older facts or links than those applied (a replay re-reads them): never roll back
-        if isinstance(seq, int):
-            st["opp_seq"][oid] = seq  # kept after an unlink too, so a replayed older link stays ignored
         if msg.get("linked"):
             if oid not in st["opps"]:  # the issue's facts and resolutions so far, as the opportunity's baseline
                 out.append(("sales.by_opportunity", oid, _msg("issue_update", opportunity_id=oid, issue_id=iid, issue=issue_facts(st),
-                                                              seq=_issue_seq(st), cause_event_id=cause)))
+                                                              seq=_next_seq(st), cause_event_id=cause)))
             st["opps"][oid] = msg["opportunity"]
         else:
             st["opps"].pop(oid, None)
