@@ -107,7 +107,10 @@ class RunDir:
             if _pid_alive(run / "pid"):
                 live = True
                 continue
-            _stop_orphan_hub(run / "procs")
+            stopped = _stop_orphan_hub(run / "procs")
+            if stopped:
+                print(f"==> stopped {len(stopped)} hub process{'' if len(stopped) == 1 else 'es'} (pid "
+                      f"{', '.join(map(str, stopped))}) that a killed bench run left running in {run}", flush=True)
             _stop_orphan_broker(run / "broker")
             shutil.rmtree(run, ignore_errors=True)
             removed.append(run)

@@ -109,7 +109,7 @@ def _sleeper(*argv: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *argv], start_new_session=True)
 
 
-def test_sweep_stops_the_hub_processes_a_killed_run_left_running(tmp_path):
+def test_sweep_stops_the_hub_processes_a_killed_run_left_running(tmp_path, capsys):
     dead = _run(tmp_path, "dead", pid=_dead_pid())
     worker = _sleeper("-m", "hub.cli", "worker")
     stranger = _sleeper("not", "a", "hub", "process")  # a pid reused by something else: left alone
@@ -121,6 +121,7 @@ def test_sweep_stops_the_hub_processes_a_killed_run_left_running(tmp_path):
         RunDir(tmp_path, "new").sweep()
         assert worker.wait(timeout=20) is not None
         assert stranger.poll() is None
+        assert f"stopped 1 hub process (pid {worker.pid})" in capsys.readouterr().out  # and says so
         assert not dead.exists()
     finally:
         for proc in (worker, stranger):
