@@ -232,6 +232,10 @@ class Settings(BaseSettings):
     #: 290 MB on a 100,000-incident backlog; small values flush to disk more often, which costs a
     #: little CPU
     store_write_buffer_mb: float = Field(0.25, ge=0.0625, le=256)
+    #: RocksDB memtables of all the worker's table partitions together, in MB (one write buffer
+    #: manager for all, see hub/store.py): past it the memtable being written is flushed to disk.
+    #: Without it 52 partitions (every path on, 4 partitions) may hold 26 MB of memtables
+    store_write_buffers_total_mb: float = Field(4, ge=0.25, le=4096)
     #: RocksDB block cache in MB, one for all the worker's table partitions (faust's default: 2 GB for
     #: each partition; see hub/store.py)
     store_block_cache_mb: int = Field(8, ge=1, le=4096)

@@ -102,7 +102,8 @@ def store_options(settings: Any) -> dict[str, Any] | None:
         return None
     mb = 1024 * 1024
     return {"write_buffer_size": int(settings.store_write_buffer_mb * mb), "max_write_buffer_number": 2,
-            "block_cache_size": settings.store_block_cache_mb * mb}
+            "block_cache_size": settings.store_block_cache_mb * mb,
+            "write_buffer_total_size": int(settings.store_write_buffers_total_mb * mb)}
 
 
 def json_table(hub: Any, name: str) -> Any:
