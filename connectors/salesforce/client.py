@@ -49,11 +49,11 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceError
 
 from connectors.errors import AuthError, ConnectorError, FatalError, RateLimitedError, RetryableError
+from connectors.tls import TrustingAdapter
 from connectors.salesforce.events import is_id
 from connectors.salesforce.settings import DEFAULT_API_VERSION, QUERY_BATCH_MAX, QUERY_BATCH_MIN, SalesforceSettings
 
@@ -97,7 +97,7 @@ class _Session(requests.Session):
         self._local = threading.local()
         self.api_usage: tuple[int, int] | None = None
         for prefix in ("https://", "http://"):
-            self.mount(prefix, HTTPAdapter(max_retries=0))
+            self.mount(prefix, TrustingAdapter(ca_file, max_retries=0))
 
     def use_token(self, token: str) -> None:
         """The access token for this thread's API requests."""

@@ -40,12 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
 from zenpy.lib.exception import ZenpyException
 
 from connectors.errors import AuthError, ConnectorError, FatalError, RateLimitedError, RetryableError
+from connectors.tls import TrustingAdapter
 from connectors.zendesk.settings import EXPORT_MAX_PER_PAGE, ZendeskSettings
 
 _PLACEHOLDER_SUBDOMAIN = "switchboard"
@@ -69,7 +69,7 @@ class _Session(requests.Session):
         self._ca_file = ca_file
         self._local = threading.local()
         for prefix in ("https://", "http://"):
-            self.mount(prefix, HTTPAdapter(max_retries=0))
+            self.mount(prefix, TrustingAdapter(ca_file, max_retries=0))
         self.hooks["response"].append(self._check)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
