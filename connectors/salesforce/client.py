@@ -49,8 +49,13 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import requests
-from simple_salesforce import Salesforce, SFType
-from simple_salesforce.exceptions import SalesforceError
+
+from connectors.salesforce.lean import defer_metadata_api
+
+defer_metadata_api()  # before simple_salesforce is imported: its SOAP stack is never used here
+
+from simple_salesforce import Salesforce, SFType  # noqa: E402
+from simple_salesforce.exceptions import SalesforceError  # noqa: E402
 
 from connectors.errors import AuthError, ConnectorError, FatalError, RateLimitedError, RetryableError
 from connectors.tls import TrustingAdapter
