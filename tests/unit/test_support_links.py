@@ -268,3 +268,50 @@ def test_a_replay_from_offset_zero_writes_nothing(order):
     assert (b.jira_actions, b.zendesk_actions) == shown
     assert b.linked(100) == ["1"] and b.linked(200) == ["3", "5", "6"]
     assert b.tickets["6"]["ticket"]["status"] == "open" and b.tickets["1"]["ticket"]["status"] == "solved"
+
+
+def test_a_link_made_again_takes_the_facts_it_carries():
+    """A ticket's newer facts (direct) can reach the issue before an unlink and a new link of the
+    same ticket (by key): the link made again must not stay without facts."""
+    b = Bus()
+    b.issue(100, "OPS-1")
+    b.ticket(1, field="OPS-1", org=1, subject="Cannot export")
+    st = b.issues["100"]
+    seq = b.tickets["1"]["seq"]
+    facts = dict(st["tickets"]["1"]["ticket"], status="pending")
+    st, _ = sp.on_link_message(CFG, st, sp._msg("ticket_update", issue_id="100", ticket_id="1", ticket=facts, seq=seq + 3))
+    st, _ = sp.on_link_message(CFG, st, sp._msg("unlink", issue_id="100", ticket_id="1", route="field", seq=seq + 1))
+    assert "1" not in st["tickets"]
+    st, out = sp.on_link_message(CFG, st, sp._msg("link", issue_id="100", ticket_id="1", route="tag", seq=seq + 2,
+                                                  ticket=dict(facts, status="open")))
+    assert st["tickets"]["1"]["ticket"]["subject"] == "Cannot export"  # not "(subject unknown)"
+    jira = [v for topic, _, v in out if topic == "actions.jira"][-1]
+    assert jira["links"]["1"]["title"].startswith("Zendesk #1: Cannot export") and jira["organization_count"] == 1
+
+
+def test_words_after_a_crash_count_as_newer_than_those_sent_before_it():
+    """A worker killed after sending a word but before storing its state re-runs from the older
+    state, maybe taking another input first: its next word to the same ticket must not be ignored
+    as old (the ticket would keep a link the issue has dropped)."""
+    import time
+
+    b = Bus()
+    b.issue(100, "OPS-1")
+    b.ticket(1, field="OPS-1")
+    stored = b.issues["100"]  # the issue side's state as stored before the crash
+    # before the kill: a status change; its word reaches the ticket, its state is never stored
+    moved = {"schema": "switchboard.tracker_event/1", "event_id": "j-move", "source": "jira", "kind": "issue_updated",
+             "occurred_at_ms": b.tick(), "received_at_ms": 0, "issue": {**stored["issue"], "status": "In Progress",
+             "status_category": "indeterminate", "project_key": "OPS", "partial": False}, "changes": []}
+    _, out = sp.on_tracker_event(CFG, stored, moved)
+    for topic, key, value in out:
+        if topic == "links.by_ticket":
+            b.tickets[key], _ = sp.on_issue_fact(CFG, b.tickets[key], value)
+    time.sleep(0.002)  # a restart takes seconds
+    # after the restart the other input topic comes first: the ticket's field link is taken back
+    _, out = sp.on_link_message(CFG, stored, sp._msg("unlink", issue_id="100", ticket_id="1", route="field",
+                                                      seq=b.tickets["1"]["seq"] + 1))
+    unlinked = [(k, v) for topic, k, v in out if topic == "links.by_ticket"]
+    assert [v["op"] for _, v in unlinked] == ["unlinked"]
+    b.tickets["1"], _ = sp.on_issue_fact(CFG, b.tickets["1"], unlinked[0][1])
+    assert b.tickets["1"]["issues"] == {}
