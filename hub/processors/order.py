@@ -13,7 +13,6 @@ those records from rolling a state back:
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 #: event ids remembered at the newest millisecond
@@ -36,19 +35,11 @@ def note_applied(st: dict[str, Any], occurred: int, event_id: str) -> None:
     st["last_event_ids"] = (same + [event_id])[-MAX_SEEN:]
 
 
-def next_seq(st: dict[str, Any], now_ms: int | None = None) -> int:
-    """A side's own number for its next message: the receiving side applies a word only when it is
-    newer than the last one it applied from this sender (:func:`newer_word`), so a replay of a
-    topic from offset 0 never brings back older facts.
-
-    The number grows with the state (kept in it) and with the clock (``now_ms`` × 1,000, at least):
-    a worker killed after sending but before storing its state re-runs from the older state, maybe
-    in another order of its input topics, and its next words must still count as newer than the
-    ones it sent before the kill (the restart takes seconds; the same number with other content
-    would be ignored).
-    """
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    st["seq"] = max(int(st.get("seq", 0)) + 1, now * 1000)
+def next_seq(st: dict[str, Any]) -> int:
+    """A side's own message counter (kept in its state, so it only grows across restarts): the
+    receiving side applies a word only when it is newer than the last one it applied from this
+    sender (:func:`newer_word`), so a replay of a topic from offset 0 never brings back older facts."""
+    st["seq"] = st.get("seq", 0) + 1
     return st["seq"]
 
 

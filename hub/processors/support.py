@@ -369,7 +369,7 @@ def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[
             t = st["tickets"].setdefault(tid, {"routes": [], "ticket": {"id": tid}})
             new_link = not t["routes"]
             t["routes"] = sorted(set(t["routes"]) | {route})
-            if msg.get("ticket") and _newer_facts(t, seq):
+            if msg.get("ticket") and newer_word(words, f"{tid}|facts", seq):
                 t["ticket"] = msg["ticket"]
             if new_link:
                 out.append(("links.by_ticket", tid, _msg("linked", ticket_id=tid, issue_id=iid, issue=public_issue(cfg, st["issue"]), seq=next_seq(st),
@@ -384,7 +384,7 @@ def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[
                 out.append(("links.by_ticket", tid, _msg("unlinked", ticket_id=tid, issue_id=iid, seq=next_seq(st), cause_event_id=cause)))
     elif op == "ticket_update":
         t = st["tickets"].get(tid)
-        if t is not None and msg.get("ticket") and _newer_facts(t, seq):
+        if t is not None and msg.get("ticket") and newer_word(words, f"{tid}|facts", seq):
             t["ticket"] = msg["ticket"]
     elif op == "merge":
         into = str(msg["into_ticket_id"])
@@ -399,17 +399,6 @@ def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[
             target["routes"] = sorted(set(target["routes"]) | {"merge"})
     out.extend(_jira_action(cfg, st, cause))
     return st, out
-
-
-def _newer_facts(t: dict[str, Any], seq: Any) -> bool:
-    """Whether a ticket's facts numbered ``seq`` are newer than those its link holds (and note it).
-    Kept on the link, not beside it: a link made again starts without facts and takes any."""
-    if not isinstance(seq, int):
-        return True
-    if seq <= t.get("facts_seq", -1):
-        return False
-    t["facts_seq"] = seq
-    return True
 
 
 def _membership_word(words: dict[str, int], tid: str, route: str, msg: dict[str, Any]) -> bool:
