@@ -1053,12 +1053,12 @@ def _machine_busy_s() -> float:
     return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
-def _cpu_s(procs: Any) -> dict[str, float]:
-    """CPU seconds so far of each process: ``procs`` maps roles to processes (or is a HubProcesses)."""
+def _cpu_s(procs: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds so far of each process, by role."""
     import psutil
 
     out = {}
-    for role, proc in (getattr(procs, "procs", procs)).items():
+    for role, proc in procs.items():
         try:
             t = psutil.Process(proc.pid).cpu_times()
             out[role] = t.user + t.system
@@ -1166,10 +1166,10 @@ async def _incident_phases(bootstrap: str, events: int, rate: float, concurrency
         warm = incident_bodies(50, 900000)
         await measure(states, await drive(url, warm, concurrency=8, rate=None), 50, 60, processed)
         calls_before = sum(len(st.calls) for st in states.values())
-        cpu0 = _cpu_s(procs)
+        cpu0 = _cpu_s(procs.procs)
         sat = await drive(url, bodies, concurrency=concurrency, rate=None)
         report["saturation"] = await measure(states, sat, events, 600, processed)
-        cpu1 = _cpu_s(procs)
+        cpu1 = _cpu_s(procs.procs)
         report["cpu_ms_per_event"] = {role: round((cpu1[role] - cpu0.get(role, 0.0)) * 1000 / events, 2) for role in cpu1}
         if workers > 1:
             report["cpu_ms_per_event"]["workers"] = round((worker_cpu(cpu1) - worker_cpu(cpu0)) * 1000 / events, 2)
@@ -1225,14 +1225,14 @@ async def _incident_phases(bootstrap: str, events: int, rate: float, concurrency
             busy0, own0 = _machine_busy_s(), _own_cpu_s()
             await asyncio.to_thread(start_workers)
             ready_s = time.perf_counter() - t0
-            cpu0 = _cpu_s(procs)
+            cpu0 = _cpu_s(procs.procs)
             paged, posted = await wait_delivered(states, keys, max(120.0, backlog / 20))
             done = [max(paged[k], posted[k]) for k in paged if k in posted]
             caught_up_s = (max(done) - wall0) if len(done) == backlog else None
             # what bounded the catch-up: a worker near 100% of a core is CPU-bound; a machine near
             # 100% of its cores means the worker was competing with the broker, the fakes and others
             span = time.perf_counter() - t0
-            cpu1 = _cpu_s(procs)
+            cpu1 = _cpu_s(procs.procs)
             report["backlog_cpu"] = {
                 "worker_core_share": round((worker_cpu(cpu1) - worker_cpu(cpu0)) / max(span - ready_s, 1e-9), 2),
                 "worker_cpu_ms_per_event": round((worker_cpu(cpu1) - worker_cpu(cpu0)) * 1000 / backlog, 2),

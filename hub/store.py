@@ -14,6 +14,7 @@ of partitions written to between flushes.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from faust.stores.rocksdb import RocksDBOptions
@@ -23,20 +24,16 @@ SCHEME = "switchboard-rocksdb"
 TABLE_CACHE_SHARD_BITS = 0
 FILE_WRITE_BUFFER = 16 * 1024
 
-_caches: dict[int, Any] = {}
-_write_buffers: dict[int, Any] = {}
 
-
+@functools.cache
 def shared_cache(size: int) -> Any:
     """This process's block cache of ``size`` bytes (one per size: every table asks for the same)."""
     import rocksdict
 
-    cache = _caches.get(size)
-    if cache is None:
-        cache = _caches[size] = rocksdict.Cache(size)
-    return cache
+    return rocksdict.Cache(size)
 
 
+@functools.cache
 def shared_write_buffers(size: int) -> Any:
     """This process's write buffer manager holding every memtable to ``size`` bytes in all.
 
@@ -44,10 +41,7 @@ def shared_write_buffers(size: int) -> Any:
     """
     import rocksdict
 
-    manager = _write_buffers.get(size)
-    if manager is None:
-        manager = _write_buffers[size] = rocksdict.WriteBufferManager(size, False)
-    return manager
+    return rocksdict.WriteBufferManager(size, False)
 
 
 class SharedCacheOptions(RocksDBOptions):
