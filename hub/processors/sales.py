@@ -53,12 +53,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from connectors.salesforce.settings import FeatureRequestFields
+from hub.processors.order import MAX_SEEN, fresh_event, newer_word, next_seq, note_applied
 
 log = logging.getLogger("switchboard.sales")
 
 DOMAIN = "sales"
 MAX_RESOLUTIONS = 20
-MAX_SEEN = 50
 MAX_TASKS = 50
 CENT = Decimal("0.01")
 OPPORTUNITY_FACTS = ("name", "amount", "currency", "stage", "probability", "is_closed", "is_won", "close_date",
@@ -112,42 +112,6 @@ def is_sales_message(msg: dict[str, Any]) -> bool:
     return msg.get("domain") == DOMAIN
 
 
-def _fresh(state: dict[str, Any] | None, occurred: int, event_id: str) -> bool:
-    """Whether an event may change a record's state: not older than the newest one applied, and not
-    one of the events already applied at that same millisecond (two changes can share a timestamp:
-    a replay from offset 0 must not re-apply the older of them over the newer)."""
-    if state is None or occurred > state["last_occurred_ms"]:
-        return True
-    return occurred == state["last_occurred_ms"] and event_id not in (state.get("last_event_ids") or [])
-
-
-def _applied(st: dict[str, Any], occurred: int, event_id: str) -> None:
-    """Note an applied event (see :func:`_fresh`); the ids kept are those of the newest millisecond."""
-    same = (st.get("last_event_ids") or []) if occurred == st["last_occurred_ms"] else []
-    st["last_occurred_ms"] = occurred
-    st["last_event_ids"] = (same + [event_id])[-MAX_SEEN:]
-
-
-def _next_seq(st: dict[str, Any]) -> int:
-    """A side's own message counter (kept in its state, so it only grows across restarts): the
-    receiving side applies a word only when it is newer than the last one it applied from this
-    sender (:func:`_newer_word`), so a replay of a topic from offset 0 never brings back older facts."""
-    st["seq"] = st.get("seq", 0) + 1
-    return st["seq"]
-
-
-def _newer_word(seen: dict[str, int], sender: str, seq: Any) -> bool:
-    """Whether a message numbered ``seq`` by ``sender`` is newer than the last one applied from it
-    (and note it). Messages without a number (written before numbering) always apply."""
-    if not isinstance(seq, int):
-        return True
-    applied = seen.get(sender)
-    if applied is not None and seq <= applied:
-        return False
-    seen[sender] = seq
-    return True
-
-
 # ---------------------------------------------------------------- the feature-request side (pure)
 
 def new_feature_request_state(fr_id: str) -> dict[str, Any]:
@@ -194,9 +158,9 @@ def on_feature_request_event(cfg: SalesConfig, state: dict[str, Any] | None, eve
     st = _copy_fr(state) if state else new_feature_request_state(fid)
     out: Out = []
     occurred = int(event.get("occurred_at_ms") or 0)
-    if event["kind"] == "reread" or not _fresh(state, occurred, event["event_id"]):
+    if event["kind"] == "reread" or not fresh_event(state, occurred, event["event_id"]):
         return st, out  # a reread says nothing by itself; an older version of the record changes nothing
-    _applied(st, occurred, event["event_id"])
+    note_applied(st, occurred, event["event_id"])
     if event["kind"] == "delete":
         st["deleted"] = True
     else:
@@ -229,7 +193,7 @@ def on_feature_request_message(cfg: SalesConfig, state: dict[str, Any] | None, m
     st = _copy_fr(state) if state else new_feature_request_state(fid)
     iid = str(msg["issue_id"])
     cause = msg.get("cause_event_id") or ""
-    if not _newer_word(st["issue_seq"], iid, msg.get("seq")):
+    if not newer_word(st["issue_seq"], iid, msg.get("seq")):
         return st, []  # an older word of the issue (a replay re-reads it) changes nothing
     if msg["op"] == "unlinked":
         st["issues"].pop(iid, None)
@@ -252,13 +216,13 @@ def _tell_opportunity(st: dict[str, Any], cause: str) -> Out:
 
     if told["opportunity_id"] and told["opportunity_id"] != opp and told["issues"]:
         out.append(("sales.by_opportunity", told["opportunity_id"], _msg("fr_issues", opportunity_id=told["opportunity_id"],
-                                                                          feature_request_id=st["fr_id"], issues={}, seq=_next_seq(st),
+                                                                          feature_request_id=st["fr_id"], issues={}, seq=next_seq(st),
                                                                           cause_event_id=cause)))
     if opp and (opp != told["opportunity_id"] or issues != told["issues"]):
         linked_at = st.get("linked_at") or {}
         out.append(("sales.by_opportunity", opp, _msg("fr_issues", opportunity_id=opp, feature_request_id=st["fr_id"],
                                                       issues={i: {**st["issues"][i], "linked_at_ms": linked_at.get(i)} for i in issues},
-                                                      seq=_next_seq(st), cause_event_id=cause)))
+                                                      seq=next_seq(st), cause_event_id=cause)))
     st["told"] = {"opportunity_id": opp, "issues": issues if opp else []}
     return out
 
@@ -346,9 +310,9 @@ def on_opportunity_event(cfg: SalesConfig, state: dict[str, Any] | None, event: 
     oid = str(event["record_id"])
     st = _copy_opp(state) if state else new_opportunity_state(oid)
     occurred = int(event.get("occurred_at_ms") or 0)
-    if event["kind"] == "reread" or not _fresh(state, occurred, event["event_id"]):
+    if event["kind"] == "reread" or not fresh_event(state, occurred, event["event_id"]):
         return st, []
-    _applied(st, occurred, event["event_id"])
+    note_applied(st, occurred, event["event_id"])
     if event["kind"] == "delete":
         st["deleted"] = True
     else:  # an upsert after a delete is how polling sees an undelete
@@ -368,7 +332,7 @@ def on_opportunity_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: 
     if msg["op"] == "fr_issues":
         fid = str(msg["feature_request_id"])
         issues = msg.get("issues") or {}
-        if not _newer_word(st["fr_seq"], fid, msg.get("seq")):
+        if not newer_word(st["fr_seq"], fid, msg.get("seq")):
             return st, []  # an older word of this request (a replay re-reads it) changes nothing
         if issues:
             st["frs"][fid] = sorted(issues)
@@ -392,7 +356,7 @@ def on_opportunity_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: 
     elif msg["op"] == "issue_update":
         iid = str(msg["issue_id"])
         entry = st["issues"].get(iid)
-        if entry is not None and _newer_word(st["issue_seq"], iid, msg.get("seq")):
+        if entry is not None and newer_word(st["issue_seq"], iid, msg.get("seq")):
             entry["facts"] = msg.get("issue") or {}
             _announce_resolutions(cfg, st, iid)
     out = _sync_issues(cfg, st, cause)
@@ -435,10 +399,10 @@ def _sync_issues(cfg: SalesConfig, st: dict[str, Any], cause: str) -> Out:
     for iid in linked:
         if iid not in before or digest != st["sent"]["digest"]:
             out.append(("sales.by_issue", iid, _msg("opportunity", issue_id=iid, opportunity_id=st["opp_id"], linked=True,
-                                                    opportunity=facts, seq=_next_seq(st), cause_event_id=cause)))
+                                                    opportunity=facts, seq=next_seq(st), cause_event_id=cause)))
     for iid in sorted(before - set(linked)):
         out.append(("sales.by_issue", iid, _msg("opportunity", issue_id=iid, opportunity_id=st["opp_id"], linked=False,
-                                                seq=_next_seq(st), cause_event_id=cause)))
+                                                seq=next_seq(st), cause_event_id=cause)))
     st["sent"] = {"digest": digest, "issues": linked}
     return out
 
@@ -491,9 +455,9 @@ def on_tracker_event(cfg: SalesConfig, state: dict[str, Any] | None, event: dict
     iid = str(event["issue"]["id"])
     st = _copy_issue(state) if state else new_issue_state(iid)
     occurred = int(event.get("occurred_at_ms") or 0)
-    if not _fresh(state, occurred, event["event_id"]):
+    if not fresh_event(state, occurred, event["event_id"]):
         return st, []
-    _applied(st, occurred, event["event_id"])
+    note_applied(st, occurred, event["event_id"])
     issue = st["issue"]
     before = issue_facts(st)
     incoming = event["issue"]
@@ -516,10 +480,10 @@ def on_tracker_event(cfg: SalesConfig, state: dict[str, Any] | None, event: dict
     if facts != before:
         for fid in sorted(st["frs"]):
             out.append(("sales.by_feature_request", fid, _msg("issue_update", feature_request_id=fid, issue_id=iid, issue=facts,
-                                                              seq=_next_seq(st), cause_event_id=event["event_id"])))
+                                                              seq=next_seq(st), cause_event_id=event["event_id"])))
         for oid in sorted(st["opps"]):
             out.append(("sales.by_opportunity", oid, _msg("issue_update", opportunity_id=oid, issue_id=iid, issue=facts,
-                                                          seq=_next_seq(st), cause_event_id=event["event_id"])))
+                                                          seq=next_seq(st), cause_event_id=event["event_id"])))
     out.extend(_jira_action(cfg, st, event["event_id"]))
     return st, out
 
@@ -536,7 +500,7 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
         f = st["frs"].setdefault(fid, {"routes": []})
         if not f["routes"]:
             out.append(("sales.by_feature_request", fid, _msg("linked", feature_request_id=fid, issue_id=iid, issue=issue_facts(st),
-                                                              linked_at_ms=msg.get("at_ms"), seq=_next_seq(st), cause_event_id=cause)))
+                                                              linked_at_ms=msg.get("at_ms"), seq=next_seq(st), cause_event_id=cause)))
         f["routes"] = sorted(set(f["routes"]) | {msg.get("route") or "explicit"})
     elif op == "sales_unlink":
         fid = str(msg["feature_request_id"])
@@ -545,17 +509,17 @@ def on_issue_message(cfg: SalesConfig, state: dict[str, Any] | None, msg: dict[s
             f["routes"] = [r for r in f["routes"] if r != msg.get("route")]
             if not f["routes"]:
                 del st["frs"][fid]
-                out.append(("sales.by_feature_request", fid, _msg("unlinked", feature_request_id=fid, issue_id=iid, seq=_next_seq(st),
+                out.append(("sales.by_feature_request", fid, _msg("unlinked", feature_request_id=fid, issue_id=iid, seq=next_seq(st),
                                                                   cause_event_id=cause)))
     elif op == "opportunity":
         oid = str(msg["opportunity_id"])
         # kept after an unlink too, so a replayed older link stays ignored
-        if not _newer_word(st["opp_seq"], oid, msg.get("seq")):
+        if not newer_word(st["opp_seq"], oid, msg.get("seq")):
             return st, out  # older facts or links than those applied (a replay re-reads them): never roll back
         if msg.get("linked"):
             if oid not in st["opps"]:  # the issue's facts and resolutions so far, as the opportunity's baseline
                 out.append(("sales.by_opportunity", oid, _msg("issue_update", opportunity_id=oid, issue_id=iid, issue=issue_facts(st),
-                                                              seq=_next_seq(st), cause_event_id=cause)))
+                                                              seq=next_seq(st), cause_event_id=cause)))
             st["opps"][oid] = msg["opportunity"]
         else:
             st["opps"].pop(oid, None)

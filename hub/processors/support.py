@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.processors.order import fresh_event, newer_word, next_seq, note_applied
+
 log = logging.getLogger("switchboard.support")
 
 MAX_TRANSITIONS = 20
@@ -121,7 +123,7 @@ def on_support_event(cfg: SupportConfig, state: dict[str, Any] | None, event: di
     out: list[tuple[str, str, dict]] = []
     incoming = event["ticket"]
     occurred = int(event.get("occurred_at_ms") or 0)
-    stale = occurred < st["last_occurred_ms"]
+    stale = not fresh_event(st, occurred, event["event_id"])
     old = st["ticket"] or {}
     if not stale:
         merged = dict(old)
@@ -131,7 +133,7 @@ def on_support_event(cfg: SupportConfig, state: dict[str, Any] | None, event: di
             merged[k] = v
         merged["partial"] = False
         st["ticket"] = merged
-        st["last_occurred_ms"] = occurred
+        note_applied(st, occurred, event["event_id"])
     ticket = st["ticket"] or incoming
     cause = event["event_id"]
 
@@ -141,7 +143,7 @@ def on_support_event(cfg: SupportConfig, state: dict[str, Any] | None, event: di
             st["merged_into"] = str(into)
             for issue_id in list(st["issues"]):
                 out.append(("links.by_issue", issue_id, _msg("merge", issue_id=issue_id, ticket_id=tid, into_ticket_id=str(into),
-                                                             cause_event_id=cause, at_ms=occurred)))
+                                                             seq=next_seq(st), cause_event_id=cause, at_ms=occurred)))
         return st, out
 
     if not event.get("via_hub") and st["merged_into"] is None:
@@ -152,10 +154,10 @@ def on_support_event(cfg: SupportConfig, state: dict[str, Any] | None, event: di
             gone = {r for r in have if r in REVOCABLE and r not in now} if not stale else set()
             added = now - have
             for route in sorted(gone):
-                out.append(("links.by_key", key, _msg("unlink", key=key, ticket_id=tid, route=route, cause_event_id=cause, at_ms=occurred)))
+                out.append(("links.by_key", key, _msg("unlink", key=key, ticket_id=tid, route=route, seq=next_seq(st), cause_event_id=cause, at_ms=occurred)))
             for route in sorted(added):
                 out.append(("links.by_key", key, _msg("link", key=key, ticket_id=tid, route=route, ticket=_ticket_facts(ticket),
-                                                       cause_event_id=cause, at_ms=occurred)))
+                                                       seq=next_seq(st), cause_event_id=cause, at_ms=occurred)))
             routes = (have - gone) | added
             if routes:
                 st["keys"][key] = {"routes": sorted(routes)}
@@ -164,7 +166,7 @@ def on_support_event(cfg: SupportConfig, state: dict[str, Any] | None, event: di
     # ticket facts (status, organisation, subject) for every issue it is linked to
     facts = _ticket_facts(ticket)
     for issue_id in st["issues"]:
-        out.append(("links.by_issue", issue_id, _msg("ticket_update", issue_id=issue_id, ticket_id=tid, ticket=facts, cause_event_id=cause)))
+        out.append(("links.by_issue", issue_id, _msg("ticket_update", issue_id=issue_id, ticket_id=tid, ticket=facts, seq=next_seq(st), cause_event_id=cause)))
     out.extend(_zendesk_action(cfg, st, cause))
     return st, out
 
@@ -178,9 +180,12 @@ def on_issue_fact(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[st
     tid = str(msg["ticket_id"])
     st = dict(state) if state else new_ticket_state(tid)
     st["issues"] = {k: dict(v) for k, v in st["issues"].items()}
+    st["issue_seq"] = dict(st.get("issue_seq") or {})
     out: list[tuple[str, str, dict]] = []
     issue_id = str(msg["issue_id"])
     op = msg["op"]
+    if not newer_word(st["issue_seq"], issue_id, msg.get("seq")):
+        return st, out  # an older word of the issue (a replay re-reads it) changes nothing
     cause = msg.get("cause_event_id") or ""
     if op == "unlinked":
         st["issues"].pop(issue_id, None)
@@ -193,7 +198,8 @@ def on_issue_fact(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[st
             entry = {"linked_at_ms": msg["at_ms"], "issue": {}, "seen_transitions": []}
             st["issues"][issue_id] = entry
             if st["ticket"]:  # tell the issue our facts (a merged-in ticket's issue does not know them)
-                out.append(("links.by_issue", issue_id, _msg("ticket_update", issue_id=issue_id, ticket_id=tid, ticket=_ticket_facts(st["ticket"]), cause_event_id=cause)))
+                out.append(("links.by_issue", issue_id, _msg("ticket_update", issue_id=issue_id, ticket_id=tid, ticket=_ticket_facts(st["ticket"]),
+                                                           seq=next_seq(st), cause_event_id=cause)))
         # facts older than those applied (a replay re-reads old records) never roll the ticket back
         if issue and msg["at_ms"] >= entry.get("facts_at_ms", 0):
             entry["issue"] = issue
@@ -269,7 +275,8 @@ def on_key_message(state: dict[str, Any] | None, msg: dict[str, Any]) -> tuple[d
 # ---------------------------------------------------------------- the issue side (pure)
 
 def new_issue_state(issue_id: str) -> dict[str, Any]:
-    return {"issue_id": issue_id, "issue": {"id": issue_id}, "tickets": {}, "version": 0, "digest": "", "last_occurred_ms": 0}
+    return {"issue_id": issue_id, "issue": {"id": issue_id}, "tickets": {}, "version": 0, "digest": "", "last_occurred_ms": 0,
+            "ticket_words": {}}
 
 
 def on_tracker_event(cfg: SupportConfig, state: dict[str, Any] | None, event: dict[str, Any]) -> tuple[dict[str, Any] | None, list[tuple[str, str, dict]]]:
@@ -287,13 +294,13 @@ def on_tracker_event(cfg: SupportConfig, state: dict[str, Any] | None, event: di
         t = st["tickets"].setdefault(ref, {"routes": [], "ticket": {"id": ref}})
         if "jira" not in t["routes"]:
             t["routes"] = sorted(set(t["routes"]) | {"jira"})
-            out.append(("links.by_ticket", ref, _msg("linked", ticket_id=ref, issue_id=iid, issue=public_issue(cfg, st["issue"]),
+            out.append(("links.by_ticket", ref, _msg("linked", ticket_id=ref, issue_id=iid, issue=public_issue(cfg, st["issue"]), seq=next_seq(st),
                                                      cause_event_id=event["event_id"], at_ms=int(event.get("occurred_at_ms") or 0))))
             changed = True
     if changed:
         facts = public_issue(cfg, st["issue"])
         for tid in st["tickets"]:
-            out.append(("links.by_ticket", tid, _msg("issue_update", ticket_id=tid, issue_id=iid, issue=facts, cause_event_id=event["event_id"])))
+            out.append(("links.by_ticket", tid, _msg("issue_update", ticket_id=tid, issue_id=iid, issue=facts, seq=next_seq(st), cause_event_id=event["event_id"])))
     out.extend(_jira_action(cfg, st, event["event_id"]))
     return st, out
 
@@ -302,14 +309,15 @@ def _copy_issue_state(state: dict[str, Any]) -> dict[str, Any]:
     st = dict(state)
     st["issue"] = dict(state["issue"])
     st["tickets"] = {k: {**v, "routes": list(v["routes"])} for k, v in state["tickets"].items()}
+    st["ticket_words"] = dict(state.get("ticket_words") or {})
     return st
 
 
 def _apply_issue(cfg: SupportConfig, st: dict[str, Any], event: dict[str, Any]) -> bool:
     occurred = int(event.get("occurred_at_ms") or 0)
-    if occurred < st["last_occurred_ms"]:
+    if not fresh_event(st, occurred, event["event_id"]):
         return False
-    st["last_occurred_ms"] = occurred
+    note_applied(st, occurred, event["event_id"])
     issue = st["issue"]
     before = {k: issue.get(k) for k in ("key", "status", "status_category", "fix_versions", "deleted")}
     incoming = event["issue"]
@@ -353,39 +361,69 @@ def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[
     op = msg["op"]
     tid = str(msg.get("ticket_id") or "")
     cause = msg.get("cause_event_id") or ""
+    seq = msg.get("seq")
+    words = st["ticket_words"]
     if op == "link":
-        t = st["tickets"].setdefault(tid, {"routes": [], "ticket": {"id": tid}})
-        new_link = not t["routes"]
-        t["routes"] = sorted(set(t["routes"]) | {msg.get("route") or "explicit"})
-        if msg.get("ticket"):
-            t["ticket"] = msg["ticket"]
-        if new_link:
-            out.append(("links.by_ticket", tid, _msg("linked", ticket_id=tid, issue_id=iid, issue=public_issue(cfg, st["issue"]),
-                                                     cause_event_id=cause, at_ms=msg["at_ms"])))
+        route = msg.get("route") or "explicit"
+        if _membership_word(words, tid, route, msg):
+            t = st["tickets"].setdefault(tid, {"routes": [], "ticket": {"id": tid}})
+            new_link = not t["routes"]
+            t["routes"] = sorted(set(t["routes"]) | {route})
+            if msg.get("ticket") and _newer_facts(t, seq):
+                t["ticket"] = msg["ticket"]
+            if new_link:
+                out.append(("links.by_ticket", tid, _msg("linked", ticket_id=tid, issue_id=iid, issue=public_issue(cfg, st["issue"]), seq=next_seq(st),
+                                                         cause_event_id=cause, at_ms=msg["at_ms"])))
     elif op == "unlink":
         t = st["tickets"].get(tid)
-        if t is not None:
-            route = msg.get("route")
-            t["routes"] = [] if route in (None, "explicit") else [r for r in t["routes"] if r != route]
+        route = msg.get("route") or "explicit"
+        if t is not None and _membership_word(words, tid, route, msg):
+            t["routes"] = [] if route == "explicit" else [r for r in t["routes"] if r != route]
             if not t["routes"]:
                 del st["tickets"][tid]
-                out.append(("links.by_ticket", tid, _msg("unlinked", ticket_id=tid, issue_id=iid, cause_event_id=cause)))
+                out.append(("links.by_ticket", tid, _msg("unlinked", ticket_id=tid, issue_id=iid, seq=next_seq(st), cause_event_id=cause)))
     elif op == "ticket_update":
         t = st["tickets"].get(tid)
-        if t is not None and msg.get("ticket"):
+        if t is not None and msg.get("ticket") and _newer_facts(t, seq):
             t["ticket"] = msg["ticket"]
     elif op == "merge":
         into = str(msg["into_ticket_id"])
-        t = st["tickets"].pop(tid, None)
-        if t is not None:
-            out.append(("links.by_ticket", tid, _msg("unlinked", ticket_id=tid, issue_id=iid, cause_event_id=cause)))
+        t = st["tickets"].get(tid)
+        if t is not None and newer_word(words, f"{tid}|*", seq):
+            del st["tickets"][tid]
+            out.append(("links.by_ticket", tid, _msg("unlinked", ticket_id=tid, issue_id=iid, seq=next_seq(st), cause_event_id=cause)))
             target = st["tickets"].setdefault(into, {"routes": [], "ticket": {"id": into}})
             if not target["routes"]:
                 out.append(("links.by_ticket", into, _msg("linked", ticket_id=into, issue_id=iid, issue=public_issue(cfg, st["issue"]),
-                                                          cause_event_id=cause, at_ms=msg["at_ms"])))
+                                                          seq=next_seq(st), cause_event_id=cause, at_ms=msg["at_ms"])))
             target["routes"] = sorted(set(target["routes"]) | {"merge"})
     out.extend(_jira_action(cfg, st, cause))
     return st, out
+
+
+def _newer_facts(t: dict[str, Any], seq: Any) -> bool:
+    """Whether a ticket's facts numbered ``seq`` are newer than those its link holds (and note it).
+    Kept on the link, not beside it: a link made again starts without facts and takes any."""
+    if not isinstance(seq, int):
+        return True
+    if seq <= t.get("facts_seq", -1):
+        return False
+    t["facts_seq"] = seq
+    return True
+
+
+def _membership_word(words: dict[str, int], tid: str, route: str, msg: dict[str, Any]) -> bool:
+    """Whether a word on one of a ticket's routes to this issue is newer than the last one applied
+    on that route (and, from the ticket side, than its merge). Each route is its own fact: a link
+    by key and a direct update of the same ticket travel different paths, so only words about the
+    same thing are compared. The ticket side numbers its words; an explicit link or unlink (a
+    person, through the CLI or the API) is numbered by the millisecond it was asked in."""
+    if route == "explicit":
+        return newer_word(words, f"{tid}|explicit", msg.get("at_ms"))
+    seq = msg.get("seq")
+    if isinstance(seq, int) and seq <= words.get(f"{tid}|*", -1):
+        return False
+    return newer_word(words, f"{tid}|{route}", seq)
 
 
 def issue_summary(st: dict[str, Any]) -> dict[str, Any]:

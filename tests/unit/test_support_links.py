@@ -16,30 +16,34 @@ class Bus:
         self.tickets, self.keys, self.issues = {}, {}, {}
         self.jira_actions, self.zendesk_actions = {}, {}
         self.t = 1000
+        self.n = 0  # every event its own id, as the vendors give (two may share a millisecond)
 
     def run(self, topic, key, value):
         q = deque([(topic, key, value)])
         while q:
-            topic, key, value = q.popleft()
-            if topic == "events.support":
-                st, out = sp.on_support_event(CFG, self.tickets.get(key), value); self.tickets[key] = st
-            elif topic == "links.by_ticket":
-                st, out = sp.on_issue_fact(CFG, self.tickets.get(key), value); self.tickets[key] = st
-            elif topic == "links.by_key":
-                st, out = sp.on_key_message(self.keys.get(key), value); self.keys[key] = st
-            elif topic == "events.tracker":
-                st, out = sp.on_tracker_event(CFG, self.issues.get(key), value); self.issues[key] = st
-            elif topic == "links.by_issue":
-                st, out = sp.on_link_message(CFG, self.issues.get(key), value); self.issues[key] = st
-            elif topic == "actions.jira":
-                assert value["version"] > self.jira_actions.get(key, {}).get("version", 0)
-                self.jira_actions[key] = value; out = []
-            elif topic == "actions.zendesk":
-                assert value["version"] > self.zendesk_actions.get(key, {}).get("version", 0)
-                self.zendesk_actions[key] = value; out = []
-            else:
-                raise AssertionError(topic)
-            q.extend(out)
+            q.extend(self.step(*q.popleft()))
+
+    def step(self, topic, key, value):
+        """One record through the side that owns its topic; returns what that side sends."""
+        if topic == "events.support":
+            st, out = sp.on_support_event(CFG, self.tickets.get(key), value); self.tickets[key] = st
+        elif topic == "links.by_ticket":
+            st, out = sp.on_issue_fact(CFG, self.tickets.get(key), value); self.tickets[key] = st
+        elif topic == "links.by_key":
+            st, out = sp.on_key_message(self.keys.get(key), value); self.keys[key] = st
+        elif topic == "events.tracker":
+            st, out = sp.on_tracker_event(CFG, self.issues.get(key), value); self.issues[key] = st
+        elif topic == "links.by_issue":
+            st, out = sp.on_link_message(CFG, self.issues.get(key), value); self.issues[key] = st
+        elif topic == "actions.jira":
+            assert value["version"] > self.jira_actions.get(key, {}).get("version", 0)
+            self.jira_actions[key] = value; out = []
+        elif topic == "actions.zendesk":
+            assert value["version"] > self.zendesk_actions.get(key, {}).get("version", 0)
+            self.zendesk_actions[key] = value; out = []
+        else:
+            raise AssertionError(topic)
+        return out
 
     def tick(self):
         self.t += 10
@@ -48,7 +52,8 @@ class Bus:
     def ticket(self, tid, *, subject="Cannot log in", org=None, tags=(), field=None, comment=None, kind="ticket_updated",
                merged_into=None, via_hub=False, status="open"):
         t = self.tick()
-        ev = {"schema": "switchboard.support_event/1", "event_id": f"z{tid}-{t}", "source": "zendesk", "kind": kind,
+        self.n += 1
+        ev = {"schema": "switchboard.support_event/1", "event_id": f"z{tid}-{t}-{self.n}", "source": "zendesk", "kind": kind,
               "occurred_at_ms": t, "received_at_ms": t,
               "ticket": {"id": str(tid), "subject": subject, "status": status, "organization_id": None if org is None else str(org),
                          "organization_name": None if org is None else f"Org {org}", "requester_id": "9", "tags": list(tags),
@@ -69,10 +74,10 @@ class Bus:
         self.run("events.tracker", str(iid), ev)
 
     def link(self, tid, issue_key):
-        self.run("links.by_key", issue_key, sp._msg("link", key=issue_key, ticket_id=str(tid), route="explicit"))
+        self.run("links.by_key", issue_key, sp._msg("link", key=issue_key, ticket_id=str(tid), route="explicit", at_ms=self.tick()))
 
     def unlink(self, tid, issue_key):
-        self.run("links.by_key", issue_key, sp._msg("unlink", key=issue_key, ticket_id=str(tid), route="explicit"))
+        self.run("links.by_key", issue_key, sp._msg("unlink", key=issue_key, ticket_id=str(tid), route="explicit", at_ms=self.tick()))
 
     def linked(self, iid):
         return sorted(self.issues[str(iid)]["tickets"]) if str(iid) in self.issues else []
@@ -190,3 +195,123 @@ def test_duplicates_and_replays_change_nothing(bus):
     bus.ticket(1, field="")
     bus.link(1, "OPS-1")  # an explicit link on top of the field's: same link
     assert repr((bus.jira_actions, bus.zendesk_actions)) == before
+
+
+
+class RecordingBus(Bus):
+    """A bus that keeps every record written to the link topics and the event topics, in order, as
+    Kafka does, so that a test can replay them all from offset 0 onto the sides' last states."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[tuple[str, str, dict]] = []
+        self.replayed_actions: list[tuple[str, str]] | None = None
+
+    def step(self, topic, key, value):
+        if topic.startswith("actions.") and self.replayed_actions is not None:
+            self.replayed_actions.append((topic, key))  # a write a replay would make
+            return []
+        if not topic.startswith("actions.") and self.replayed_actions is None:
+            self.records.append((topic, key, value))
+        return super().step(topic, key, value)
+
+    def replay(self, order):
+        """Every recorded record again, onto the current states (a restart with the tables restored
+        and the consumer group reset to offset 0); returns the actions the replay would write."""
+        self.replayed_actions = []
+        for topic, key, value in order(list(self.records)):
+            self.run(topic, key, value)
+        return self.replayed_actions
+
+
+def _topic_at_a_time(*first):
+    def order(records):
+        return sorted(records, key=lambda r: (r[0] not in first, first.index(r[0]) if r[0] in first else 0))
+    return order
+
+
+@pytest.mark.parametrize("order", [
+    lambda records: records,  # as written
+    _topic_at_a_time("links.by_issue", "links.by_ticket"),  # the link topics re-read before anything
+    _topic_at_a_time("links.by_ticket", "links.by_issue", "links.by_key"),
+    _topic_at_a_time("events.support", "events.tracker", "links.by_key", "links.by_issue", "links.by_ticket"),
+], ids=["as-written", "issue-side-first", "ticket-side-first", "events-first"])
+def test_a_replay_from_offset_zero_writes_nothing(order):
+    """Replaying every topic onto the sides' last states must not roll any view back, even for a
+    moment: older ticket facts, an older link of a route since unlinked, an issue's older word to a
+    ticket, and the older of two ticket changes in the same millisecond all change nothing."""
+    b = RecordingBus()
+    b.issue(100, "OPS-1")
+    b.issue(200, "SUP-2")
+    b.ticket(1, field="OPS-1", org=1, status="new")
+    b.ticket(1, field="OPS-1", org=2, status="open")  # newer facts for the same link
+    b.ticket(2, tags=["jira_ops-1"], org=3)
+    b.ticket(2, tags=[], org=3)  # the tag's link taken back
+    b.ticket(3, subject="see SUP-2", org=4)
+    b.link(3, "OPS-1")
+    b.unlink(3, "OPS-1")  # an explicit link, then its unlink
+    b.ticket(4, field="SUP-2", org=5)
+    b.ticket(5, org=5)
+    b.ticket(4, field="SUP-2", org=5, kind="ticket_merged", merged_into="5")
+    b.t += 10
+    b.ticket(6, field="SUP-2", org=6, status="new")
+    b.t -= 10  # created and answered in the same millisecond
+    b.ticket(6, field="SUP-2", org=6, status="open")
+    b.issue(100, "OPS-1", status="In Progress", category="indeterminate")
+    b.issue(100, "OPS-1", status="Done", category="done", fix=["1.2"])
+    b.ticket(1, field="OPS-1", org=2, status="solved")
+    shown = {k: dict(v) for k, v in b.jira_actions.items()}, {k: dict(v) for k, v in b.zendesk_actions.items()}
+    assert b.linked(100) == ["1"] and b.linked(200) == ["3", "5", "6"]
+    assert b.tickets["6"]["ticket"]["status"] == "open"
+
+    assert b.replay(order) == []
+    assert (b.jira_actions, b.zendesk_actions) == shown
+    assert b.linked(100) == ["1"] and b.linked(200) == ["3", "5", "6"]
+    assert b.tickets["6"]["ticket"]["status"] == "open" and b.tickets["1"]["ticket"]["status"] == "solved"
+
+
+def test_a_link_made_again_takes_the_facts_it_carries():
+    """A ticket's newer facts (direct) can reach the issue before an unlink and a new link of the
+    same ticket (by key): the link made again must not stay without facts."""
+    b = Bus()
+    b.issue(100, "OPS-1")
+    b.ticket(1, field="OPS-1", org=1, subject="Cannot export")
+    st = b.issues["100"]
+    seq = b.tickets["1"]["seq"]
+    facts = dict(st["tickets"]["1"]["ticket"], status="pending")
+    st, _ = sp.on_link_message(CFG, st, sp._msg("ticket_update", issue_id="100", ticket_id="1", ticket=facts, seq=seq + 3))
+    st, _ = sp.on_link_message(CFG, st, sp._msg("unlink", issue_id="100", ticket_id="1", route="field", seq=seq + 1))
+    assert "1" not in st["tickets"]
+    st, out = sp.on_link_message(CFG, st, sp._msg("link", issue_id="100", ticket_id="1", route="tag", seq=seq + 2,
+                                                  ticket=dict(facts, status="open")))
+    assert st["tickets"]["1"]["ticket"]["subject"] == "Cannot export"  # not "(subject unknown)"
+    jira = [v for topic, _, v in out if topic == "actions.jira"][-1]
+    assert jira["links"]["1"]["title"].startswith("Zendesk #1: Cannot export") and jira["organization_count"] == 1
+
+
+def test_words_after_a_crash_count_as_newer_than_those_sent_before_it():
+    """A worker killed after sending a word but before storing its state re-runs from the older
+    state, maybe taking another input first: its next word to the same ticket must not be ignored
+    as old (the ticket would keep a link the issue has dropped)."""
+    import time
+
+    b = Bus()
+    b.issue(100, "OPS-1")
+    b.ticket(1, field="OPS-1")
+    stored = b.issues["100"]  # the issue side's state as stored before the crash
+    # before the kill: a status change; its word reaches the ticket, its state is never stored
+    moved = {"schema": "switchboard.tracker_event/1", "event_id": "j-move", "source": "jira", "kind": "issue_updated",
+             "occurred_at_ms": b.tick(), "received_at_ms": 0, "issue": {**stored["issue"], "status": "In Progress",
+             "status_category": "indeterminate", "project_key": "OPS", "partial": False}, "changes": []}
+    _, out = sp.on_tracker_event(CFG, stored, moved)
+    for topic, key, value in out:
+        if topic == "links.by_ticket":
+            b.tickets[key], _ = sp.on_issue_fact(CFG, b.tickets[key], value)
+    time.sleep(0.002)  # a restart takes seconds
+    # after the restart the other input topic comes first: the ticket's field link is taken back
+    _, out = sp.on_link_message(CFG, stored, sp._msg("unlink", issue_id="100", ticket_id="1", route="field",
+                                                      seq=b.tickets["1"]["seq"] + 1))
+    unlinked = [(k, v) for topic, k, v in out if topic == "links.by_ticket"]
+    assert [v["op"] for _, v in unlinked] == ["unlinked"]
+    b.tickets["1"], _ = sp.on_issue_fact(CFG, b.tickets["1"], unlinked[0][1])
+    assert b.tickets["1"]["issues"] == {}
