@@ -777,6 +777,22 @@ class MixedLoad:
                         for t in sf.records["Task"].values())
         return out
 
+    def describe(self, ident: tuple) -> str:
+        """What the fakes show for a missing effect, to start looking from (the ticket's notes and
+        fields, the issue's status and remote links); the identity alone for other kinds."""
+        from hub.stack import SANDBOX_ZENDESK_STATUS_FIELD
+
+        kind, subject = ident[0], ident[1]
+        if kind in ("internal_notes", "ticket_status", "remote_link") and subject in self.tickets:
+            iid = self.tickets[subject]
+            ticket, issue = self.zd.ticket(subject), self.jira.issues[iid]
+            refs = [c.body.rsplit("[ref ", 1)[-1].rstrip("]") for c in ticket.comments if not c.public and "Switchboard [ref" in c.body]
+            return (f"{kind} {ident[1:]}: ticket {subject} ({'stray, tagged later' if subject in self.stray else 'named at creation'}) "
+                    f"-> {issue.key} (status {issue.status!r}); notes {refs}; tags {sorted(ticket.tags)}; "
+                    f"status field {ticket.custom_fields.get(SANDBOX_ZENDESK_STATUS_FIELD)!r}; "
+                    f"{len(issue.remote_links)} remote link(s) on the issue")
+        return f"{kind} {ident[1:]}"
+
     def duplicates(self) -> dict[str, int]:
         """Effects made more than once by the end: internal notes beyond one per transition, Tasks
         beyond one per (opportunity, resolved issue)."""
@@ -1013,6 +1029,7 @@ async def mixed_phase(bootstrap: str, n: int, run_dir: Path, event_loop: str = "
             "ingest_per_s": round(inputs / sum(s["ingest_s"] for s in stages.values())) if inputs else None,
             "effects": len(union), "effects_by_kind": dict(sorted(expected_by_kind.items())),
             "missing": len(pending), "missing_by_kind": dict(sorted(missing_by_kind.items())),
+            "missing_examples": [load.describe(ident) for ident in list(pending)[:10]],
             "effects_visible_s": round(elapsed, 2) if not pending else None,
             "effects_per_s": round(len(union) / elapsed, 1) if not pending else None,
             "duplicates": load.duplicates(),
