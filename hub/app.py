@@ -7,6 +7,7 @@ list in ``hub/registry.py``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,60 @@ def run_closers(hub: Hub, loop: Any, timeout_s: float = 5.0) -> None:
             log.warning("worker.close-failed", extra={"closer": getattr(close, "__qualname__", repr(close)), "error": type(exc).__name__})
 
 
+def _drain_producer_buffer_before_commit(app: faust.App) -> None:
+    """Make the producer's flush before an offset commit wait for the table changes it covers.
+
+    Before committing offsets faust flushes the producer, so that every table change (a changelog
+    record, put in faust's own buffer by ``table[key] = value``) is in Kafka before the input records
+    that made it are marked done. But the buffer's ``flush()`` gives up as soon as one record takes
+    longer than 0.1 s to leave (``ProducerBuffer.flush_atmost``), which it does when the worker is
+    busy (the "producer buffer full" warnings); the commit then goes ahead with changelog records
+    still unsent. A worker killed right after loses them: its local store still has the change, but
+    a worker that takes the partition over rebuilds the table from the changelog, without it, and
+    the input record that made the change is never read again.
+
+    This flush returns once every record that was in the buffer when it began is with the Kafka
+    client (whose own flush follows): those are the changes of the records the commit marks done
+    (a table changes before its input record is acknowledged). Records put while it waits belong
+    to later offsets, so a busy worker's flush still ends. Once the producer is stopping it does
+    what faust's does: raise if records are left in the buffer, else return.
+    """
+    if app.conf.producer_threaded:
+        return  # that buffer hands records to a thread's queue, not through the methods below
+    buffer = app.producer.buffer
+    put, send_pending = buffer.put, buffer._send_pending
+    counts = {"put": 0, "handed": 0}
+    handed = asyncio.Event()
+
+    def counting_put(fut: Any) -> None:
+        put(fut)
+        counts["put"] += 1
+
+    async def send(fut: Any) -> None:
+        try:
+            await send_pending(fut)
+        finally:
+            counts["handed"] += 1
+            handed.set()
+
+    async def flush() -> None:
+        target = counts["put"]
+        while counts["handed"] < target:
+            if buffer.state != "running":  # stopping: as faust's flush does
+                if buffer.size:
+                    raise RuntimeError("Cannot flush: Producer not Running")
+                return
+            handed.clear()
+            try:
+                await asyncio.wait_for(handed.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    buffer.put = counting_put  # type: ignore[method-assign]
+    buffer._send_pending = send  # type: ignore[method-assign]  # before the buffer starts: its task binds it
+    buffer.flush = flush  # type: ignore[method-assign]
+
+
 def build_app(settings: Settings, routing: Any | None = None) -> Hub:
     from hub.registry import register_all
     from hub.routing import load_routing
@@ -161,6 +216,7 @@ def build_app(settings: Settings, routing: Any | None = None) -> Hub:
         Monitor=LeanMonitor,
     )
     _keep_buffered_records_on_resume(app)
+    _drain_producer_buffer_before_commit(app)
     hub = Hub(settings=settings, app=app, channels=Channels(app, settings), routing=routing)
     register_all(hub)
     return hub
