@@ -92,7 +92,9 @@ class DeliveryPipeline:
                 result = await self.converger.converge(action, state)
             except ConnectorError as err:
                 decision = self.policy.decide(err, inplace_attempt=inplace, round_=round_, now_ms=self._now_ms())
-                log.warning(f"{vendor}.delivery.failed", extra={"action_id": action.get("action_id"), "error_code": err.code, "decision": decision.kind, "attempt": inplace, "round": round_})
+                # the connectors word their errors without request data or credentials (tests/chaos look for canary secrets)
+                log.warning(f"{vendor}.delivery.failed", extra={"action_id": action.get("action_id"), "error_code": err.code, "error": str(err)[:300],
+                                                                 "decision": decision.kind, "attempt": inplace, "round": round_})
                 if decision.kind == "wait":
                     await self._sleep(decision.delay_s)
                     continue
