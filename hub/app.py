@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 import faust
@@ -67,13 +68,16 @@ class LeanMonitor(faust.Monitor):
     faust calls its monitor for every record read, every event a stream handles, every table read
     and write and every record sent, and the stock one keeps per-partition and per-table counters
     and event timings that nothing here reads (the hub's own counters are ``Hub.pipelines``, served
-    by hub/metrics.py). Commit, rebalance and assignment hooks — rare — are kept.
+    by hub/metrics.py). Commit, rebalance and assignment hooks — rare — are kept, and so is the time
+    each partition's stream last took an event: faust's stall check reads it, and without it logged
+    "Stream has not started processing TP(...)" errors for partitions that were being processed.
     """
 
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
         pass
 
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        self.stream_inbound_time[tp] = monotonic()
         return None
 
     def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:

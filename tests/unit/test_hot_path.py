@@ -56,10 +56,12 @@ def test_worker_monitor_keeps_no_per_record_bookkeeping(monkeypatch, tmp_path):
     monitor = hub.app.monitor
     assert isinstance(monitor, LeanMonitor)
     for _ in range(3):
-        state = monitor.on_stream_event_in(None, 1, None, None)
+        state = monitor.on_stream_event_in("tp", 1, None, None)
         monitor.on_stream_event_out(None, 1, None, None, state)
         monitor.on_table_set(None, "k", "v")
         monitor.on_send_completed(None, monitor.on_send_initiated(None, "t", None, 1, 1), None)
     assert monitor.events_total == 0 and not monitor.send_latency and not monitor.events_runtime
+    # but the time a partition's stream last took an event stays: faust's stall check reads it
+    assert set(monitor.stream_inbound_time) == {"tp"}
     monitor.on_tp_commit({"tp": 5})  # the rare hooks still count
     assert monitor.tp_committed_offsets == {"tp": 5}
