@@ -404,12 +404,7 @@ def on_link_message(cfg: SupportConfig, state: dict[str, Any] | None, msg: dict[
 def _newer_facts(t: dict[str, Any], seq: Any) -> bool:
     """Whether a ticket's facts numbered ``seq`` are newer than those its link holds (and note it).
     Kept on the link, not beside it: a link made again starts without facts and takes any."""
-    if not isinstance(seq, int):
-        return True
-    if seq <= t.get("facts_seq", -1):
-        return False
-    t["facts_seq"] = seq
-    return True
+    return newer_word(t, "facts_seq", seq)
 
 
 def _membership_word(words: dict[str, int], tid: str, route: str, msg: dict[str, Any]) -> bool:
