@@ -75,13 +75,15 @@ class TableRow:
 
 
 def _track_changelog_writes(table: Any) -> None:
-    """Keep each key's newest unacknowledged changelog record on ``table.switchboard_written``."""
+    """Keep each key's newest unacknowledged changelog record on ``table.switchboard_written``, and
+    count the records Kafka never took (``table.switchboard_failed_writes``)."""
     written: dict[Any, asyncio.Future] = {}
     send_changelog = table.send_changelog
 
     def forget(fut: asyncio.Future, key: Any) -> None:
-        if not fut.cancelled():
-            fut.exception()  # retrieved here; persist() reports it to whoever waits
+        # the exception is retrieved here; persist() reports it to whoever waits
+        if fut.cancelled() or fut.exception() is not None:
+            table.switchboard_failed_writes += 1  # the store holds a change its changelog lacks
         if written.get(key) is fut:
             del written[key]
 
@@ -93,6 +95,7 @@ def _track_changelog_writes(table: Any) -> None:
 
     table.send_changelog = tracked
     table.switchboard_written = written
+    table.switchboard_failed_writes = 0
 
 
 def store_options(settings: Any) -> dict[str, Any] | None:
