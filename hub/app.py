@@ -32,8 +32,6 @@ class Hub:
     tables: dict[str, Any] = field(default_factory=dict)
     pipelines: dict[str, Any] = field(default_factory=dict)
     closers: list[Any] = field(default_factory=list)
-    #: set by the worker command (see ``hub.store.UncleanStopGuard``)
-    stop_guard: Any = None
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -136,8 +134,7 @@ class LeanMonitor(faust.Monitor):
 
 
 def worker_class(hub: Hub) -> type:
-    """faust's ``Worker`` for this hub, closing the outbound clients (``Hub.closers``) at shutdown
-    and, once the app has stopped with every table change in Kafka, marking the stop clean.
+    """faust's ``Worker`` for this hub, closing the outbound clients (``Hub.closers``) at shutdown.
 
     Not in an app signal: faust's ``on_before_shutdown`` fires before the agents stop, when a
     delivery may still be using a client. ``_shutdown_loop`` runs after ``stop()`` has stopped the
@@ -148,11 +145,7 @@ def worker_class(hub: Hub) -> type:
     class HubWorker(Worker):
         def _shutdown_loop(self) -> None:
             run_closers(hub, self.loop)
-            super()._shutdown_loop()  # raises again what crashed the worker: the run stays marked
-            if hub.stop_guard is not None:
-                from hub.store import changelogs_settled
-
-                hub.stop_guard.close(clean=changelogs_settled(hub.tables.values()))
+            super()._shutdown_loop()
 
     return HubWorker
 

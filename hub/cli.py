@@ -91,12 +91,6 @@ def cmd_worker(args) -> int:
     loop.run_until_complete(ensure_topics(k.bootstrap_servers, k.topic_prefix, k.partitions, k.replication_factor))
     hub = build_app(settings)
     log = logging.getLogger("switchboard.worker")
-    from hub.store import UncleanStopGuard
-
-    hub.stop_guard = UncleanStopGuard(settings.data_dir, hub.app.conf.tabledir)
-    if hub.stop_guard.open():
-        log.warning("worker.tables.rebuilt", extra={"reason": "the last run of this worker did not stop cleanly (killed or crashed): "
-                                                              "its local tables are rebuilt from their changelogs in Kafka"})
 
     @hub.app.on_rebalance_complete.connect
     async def _ready(sender, **kwargs):

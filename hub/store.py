@@ -10,18 +10,23 @@ memtables of all of them are held to one total by one write buffer manager: past
 flushes the memtable being written to disk, so the worker's memory no longer grows with the number
 of partitions written to between flushes.
 ``Settings.store = "rocksdb://"`` selects it (:func:`store_url`); ``memory://`` is left as it is.
+
+It also keeps the local tables equal to their changelogs across a crash (:class:`Store`, "unsent
+rows").
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-from pathlib import Path
-from typing import Any, Iterable
+import logging
+import struct
+from typing import Any, Iterator
 
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksDBStore
+from faust.streams import current_event
+
+log = logging.getLogger("switchboard.store")
 
 SCHEME = "switchboard-rocksdb"
 TABLE_CACHE_SHARD_BITS = 0
@@ -79,11 +84,122 @@ class SharedCacheOptions(RocksDBOptions):
         return options
 
 
+#: prefix of the rows that record a table row whose changelog record Kafka has not acknowledged
+UNSENT = b"__switchboard\0unsent\0"
+_ENTRY = struct.Struct(">qB")  # persisted changelog offset (-1: none), whether the row existed
+
+
+def unsent_entry(persisted_offset: bytes | None, before: bytes | None) -> bytes:
+    """What to keep before a row changes while its earlier changes are all in Kafka: the
+    changelog offset the partition's store had then, and the row's value then (or its absence)."""
+    offset = int(persisted_offset) if persisted_offset is not None else -1
+    return _ENTRY.pack(offset, before is not None) + (before or b"")
+
+
+def roll_back_unsent(db: Any, offset_key: bytes) -> int:
+    """Put every row changed since its last acknowledged changelog record back as it was, and move
+    the partition's persisted offset back to before the first of those changes, so that restoring
+    from the changelog re-applies whatever of them did reach Kafka. Returns the rows rolled back.
+
+    Idempotent: a crash half-way leaves the remaining entries and an offset no higher than needed.
+    """
+    entries = []
+    for key, entry in db.items(from_key=UNSENT):
+        if not key.startswith(UNSENT):
+            break
+        entries.append((key, entry))
+    if not entries:
+        return 0
+    lowest = min(_ENTRY.unpack_from(entry)[0] for _, entry in entries)
+    current = db.get(offset_key)
+    if lowest < 0:
+        db.delete(offset_key)  # a row changed before anything was persisted: restore from the start
+    elif current is None or lowest < int(current):
+        db.put(offset_key, str(lowest).encode())
+    for key, entry in entries:
+        _, existed = _ENTRY.unpack_from(entry)
+        row = key[len(UNSENT):]
+        if existed:
+            db.put(row, entry[_ENTRY.size:])
+        else:
+            db.delete(row)
+        db.delete(key)
+    return len(entries)
+
+
 class Store(FaustRocksDBStore):
+    """faust's RocksDB store with shared caches, that never keeps a row its changelog lacks.
+
+    faust writes a table row to RocksDB at once and its changelog record a little later (buffered).
+    A worker killed in between kept, on disk, rows the changelog never got, and never wrote them
+    again after its restart; any worker restoring the table from the changelog (one taking the
+    partition over, or this one after its store was lost) got the older rows. Measured in the
+    support/sales chaos replay: a Jira delivery ledger row at v3 on disk and v1 in the changelog, so
+    the replay with an empty store delivered v2 again (an issue's view went back to 2 tickets, then
+    forward to 3).
+
+    So before a row first changes after its changelog records are all acknowledged, the store
+    keeps, in the same database, its previous value and the partition's persisted changelog
+    offset (:func:`unsent_entry`); the entry goes once Kafka acknowledges the row's newest record
+    (:meth:`changelog_acknowledged`, called by ``hub.processors.common``). A database opened with
+    entries left (the worker was killed or Kafka refused a record) gets those rows back and its
+    persisted offset moved back (:func:`roll_back_unsent`); faust's restore then reads the
+    changelog from there. A restart costs the rows in flight at the kill, not a full restore.
+    """
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # the same arguments faust gave its own options (what is left of the table's ``options``)
         self.rocksdb_options = SharedCacheOptions(**self.options, use_rocksdict=self.use_rocksdict)
+        self._unsent: dict[int, set[bytes]] = {}  # partition -> rows with an entry
+
+    def _open_for_partition(self, partition: int) -> Any:
+        db = super()._open_for_partition(partition)
+        rolled = roll_back_unsent(db, self.offset_key)
+        if rolled:
+            log.warning("store.unsent-rows.rolled-back", extra={
+                "table": self.table_name, "partition": partition, "rows": rolled,
+                "reason": "the last run stopped before Kafka acknowledged these rows' changelog records; "
+                          "they are restored from the changelog"})
+        self._unsent[partition] = set()
+        return db
+
+    def _note_unsent(self, db: Any, partition: int, key: bytes) -> None:
+        pending = self._unsent.setdefault(partition, set())
+        if key not in pending:  # the entry is written before the row: a crash in between is harmless
+            db.put(UNSENT + key, unsent_entry(db.get(self.offset_key), db.get(key)))
+            pending.add(key)
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        event = current_event()
+        assert event is not None
+        partition = event.message.partition
+        db = self._db_for_partition(partition)
+        self._note_unsent(db, partition, key)
+        self._key_index[key] = partition
+        db.put(key, value)
+
+    def _del(self, key: bytes) -> None:
+        index = self._key_index.get(key)
+        for partition, db in list(self._dbs.items()):
+            if (index is None or index == partition) and db.get(key) is not None:
+                self._note_unsent(db, partition, key)
+                db.delete(key)
+
+    def changelog_acknowledged(self, key: bytes, partition: int) -> None:
+        """Kafka acknowledged the newest changelog record of this row: its entry goes."""
+        pending = self._unsent.get(partition)
+        db = self._dbs.get(partition)
+        if pending is None or key not in pending or db is None:
+            return  # the database was closed meanwhile: reopening rolls the row back and restores it
+        db.delete(UNSENT + key)
+        pending.discard(key)
+
+    def _visible_keys(self, db: Any) -> Iterator[bytes]:
+        return (k for k in super()._visible_keys(db) if not k.startswith(UNSENT))
+
+    def _visible_items(self, db: Any) -> Iterator[tuple[bytes, bytes]]:
+        return ((k, v) for k, v in super()._visible_items(db) if not k.startswith(UNSENT))
 
 
 def store_url(store: str) -> str:
@@ -94,54 +210,3 @@ def store_url(store: str) -> str:
     if store.startswith("rocksdb://"):
         return SCHEME + store[len("rocksdb"):]
     return store
-
-
-#: present in the data directory while a worker runs; left behind when it was killed or crashed
-RUNNING_MARKER = "worker.running"
-
-
-class UncleanStopGuard:
-    """Rebuild the local tables from Kafka when the worker's last run did not stop cleanly.
-
-    faust writes a table change to the local store at once and sends its changelog record later
-    (buffered). A worker killed in between keeps, on disk, changes that never reached the changelog;
-    after a restart it goes on from that store and never writes those rows again, while any worker
-    that rebuilds the table from the changelog (one taking the partition over, or this one after its
-    store is lost) gets the older rows. Measured: a delivery ledger row at v3 on disk and at v1 in
-    the changelog, so a replay with an empty store delivered v2 again (a Jira issue's view went back
-    to 2 tickets, then forward to 3).
-
-    So the marker :data:`RUNNING_MARKER` is written when the worker starts and removed only after a
-    stop in which every changelog write was acknowledged; a worker that finds it at start discards
-    its tables and rebuilds them from the changelogs (what Kafka Streams does with a store after an
-    unclean shutdown under exactly-once). The store then matches the changelog; the input records
-    after the last committed offsets are read again and re-applied to it, as after any crash.
-    """
-
-    def __init__(self, data_dir: Path, tabledir: Path) -> None:
-        self.marker = Path(data_dir) / RUNNING_MARKER
-        self.tabledir = Path(tabledir)
-
-    def open(self) -> bool:
-        """Discard the tables if the last run did not stop cleanly; mark this run. True if discarded."""
-        discarded = False
-        if self.marker.exists() and self.tabledir.exists():
-            shutil.rmtree(self.tabledir)
-            discarded = True
-        self.marker.parent.mkdir(parents=True, exist_ok=True)
-        self.marker.write_text(f"{os.getpid()}\n")
-        return discarded
-
-    def close(self, *, clean: bool) -> None:
-        """The worker has stopped: unmark the run if its tables match their changelogs."""
-        if clean:
-            self.marker.unlink(missing_ok=True)
-
-
-def changelogs_settled(tables: Iterable[Any]) -> bool:
-    """Whether every changelog write of these tables (see ``hub.processors.common.json_table``)
-    was acknowledged by Kafka: none pending, none failed."""
-    for table in tables:
-        if getattr(table, "switchboard_written", None) or getattr(table, "switchboard_failed_writes", 0):
-            return False
-    return True

@@ -76,26 +76,27 @@ class TableRow:
 
 def _track_changelog_writes(table: Any) -> None:
     """Keep each key's newest unacknowledged changelog record on ``table.switchboard_written``, and
-    count the records Kafka never took (``table.switchboard_failed_writes``)."""
+    tell the store when the newest one is acknowledged (``hub.store.Store`` then forgets the row's
+    previous value)."""
     written: dict[Any, asyncio.Future] = {}
     send_changelog = table.send_changelog
 
-    def forget(fut: asyncio.Future, key: Any) -> None:
-        # the exception is retrieved here; persist() reports it to whoever waits
-        if fut.cancelled() or fut.exception() is not None:
-            table.switchboard_failed_writes += 1  # the store holds a change its changelog lacks
+    def forget(fut: asyncio.Future, key: Any, partition: Any) -> None:
+        failed = fut.cancelled() or fut.exception() is not None  # retrieved here; persist() reports it
         if written.get(key) is fut:
             del written[key]
+            acknowledged = getattr(table.data, "changelog_acknowledged", None)  # hub.store.Store
+            if acknowledged is not None and not failed and partition is not None:
+                acknowledged(table.data._encode_key(key), partition)
 
     def tracked(partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         fut = send_changelog(partition, key, value, *args, **kwargs)
         written[key] = fut
-        fut.add_done_callback(lambda f, key=key: forget(f, key))
+        fut.add_done_callback(lambda f, key=key: forget(f, key, partition))
         return fut
 
     table.send_changelog = tracked
     table.switchboard_written = written
-    table.switchboard_failed_writes = 0
 
 
 def store_options(settings: Any) -> dict[str, Any] | None:
