@@ -25,11 +25,10 @@ class _Event:
         self.message = types.SimpleNamespace(partition=partition)
 
 
-def _store(url: str) -> Any:
+def _store(url: str, datadir: str) -> Any:
     import faust
 
-    app = faust.App("store-bench", broker="kafka://127.0.0.1:1", store=url, datadir=tempfile.mkdtemp(prefix="store-bench-"),
-                    autodiscover=False)
+    app = faust.App("store-bench", broker="kafka://127.0.0.1:1", store=url, datadir=datadir, autodiscover=False)
     table = app.Table("ledger", default=None, partitions=1,
                       schema=faust.Schema(key_type=str, value_type=None, key_serializer="json", value_serializer="json"))
     return table.data
@@ -62,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     faust_url = ours_url.replace(SCHEME, "rocksdb", 1)
     ratios = []
     for r in range(args.rounds):
-        faust_us = _writes(_store(faust_url), args.writes)
-        ours_us = _writes(_store(ours_url), args.writes)
+        with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
+            faust_us = _writes(_store(faust_url, f"{tmp}/faust"), args.writes)
+            ours_us = _writes(_store(ours_url, f"{tmp}/ours"), args.writes)
         ratios.append(ours_us / faust_us)
         print(json.dumps({"round": r, "writes": args.writes, "faust_store_us_per_write": round(faust_us, 1),
                           "this_store_us_per_write": round(ours_us, 1), "ratio": round(ours_us / faust_us, 2)}), flush=True)
