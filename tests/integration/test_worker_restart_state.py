@@ -19,8 +19,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.rocksdb import Store as FaustRocksDBStore
 
 from hub.kafka_admin import partition_count
 from hub.store import UNSENT
@@ -29,7 +29,7 @@ from tests.integration.conftest import PD_KEY, eventually
 
 pytestmark = pytest.mark.integration
 
-OFFSET_KEY = b"__faust\0offset__"
+OFFSET_KEY = FaustRocksDBStore.offset_key  # where faust keeps a partition's persisted changelog offset
 
 
 def local_rows(tabledir: Path) -> dict[str, dict[bytes, bytes]]:
