@@ -12,7 +12,7 @@ connection error. A broker dying between aiokafka's "still connected?" check and
 raised ``RuntimeError`` out of the client's metadata task, which ended it for good; every later
 metadata refresh waited forever, and with it the consumer's coordinator lookup, its commits, its
 heartbeats and fetches: the worker stopped for good after the broker came back (tests/chaos
-``test_broker_down_30s``, long tier, about one run in five).
+``test_broker_down_30s``, long tier, 3 runs in 11).
 """
 
 from __future__ import annotations
