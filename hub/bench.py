@@ -1218,17 +1218,21 @@ async def _incident_phases(bootstrap: str, events: int, rate: float, concurrency
             await drive(url, bursting[1:], concurrency=concurrency, rate=float(burst))
             inputs += len(bursting)
             final = f"Burst incident, update {burst}"
+
+            def newest_shown() -> Any:
+                return next((c for c in states["slack"].calls[slack_before:] if c.path.endswith("chat.update")
+                             and c.status == 200 and final in orjson.dumps(c.body).decode()), None)
             deadline = time.perf_counter() + 300
-            while time.perf_counter() < deadline and not any(
-                    c.path.endswith("chat.update") and c.status == 200 and final in orjson.dumps(c.body).decode()
-                    for c in states["slack"].calls[slack_before:]):
+            while time.perf_counter() < deadline and newest_shown() is None:
                 await asyncio.sleep(0.2)
+            shown = newest_shown()
             calls = states["slack"].calls[slack_before:]
             writes = [c for c in calls if c.path.endswith(("chat.postMessage", "chat.update"))]
             report["burst"] = {"updates": burst, "slack_write_attempts": len(writes),
                                "slack_writes_accepted": sum(1 for c in writes if c.status == 200),
                                "slack_429": sum(1 for c in writes if c.status == 429),
-                               "newest_shown_after_s": round(max((c.time for c in writes), default=t_burst) - t_burst, 1),
+                               # None: the newest update never showed within 300 s
+                               "newest_shown_after_s": round(shown.time - t_burst, 1) if shown else None,
                                "writes_per_update": round(len(writes) / burst, 3)}
             states["slack"].rate_limits = False
         if backlog:

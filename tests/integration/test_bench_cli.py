@@ -61,8 +61,10 @@ def test_bench_prints_the_whole_report_and_every_incident_is_delivered(kafka_boo
 
     burst = report["burst"]
     assert burst["updates"] == BURST
-    assert 1 <= burst["slack_writes_accepted"] < BURST, burst  # coalesced, and the newest shown
-    assert burst["newest_shown_after_s"] is not None
+    # coalesced: fewer write attempts than updates (without it, one chat.update per update), and the
+    # newest update shown in the end (None when it never was)
+    assert 1 <= burst["slack_writes_accepted"] <= burst["slack_write_attempts"] < BURST, burst
+    assert burst["newest_shown_after_s"] is not None and burst["newest_shown_after_s"] >= 0, burst
 
     for floor in ("floor", "floor_without_calls"):
         assert report[floor]["incidents"] == FLOOR and report[floor]["per_s"] > 0
